@@ -1,0 +1,148 @@
+"""Checking covariates and responses, and reading and writing them as CSV.
+
+Every problem is a :class:`~bayescmoe.exceptions.DataError` whose message names
+the problem and the fix (which rows hold NaN, which columns are missing...).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bayescmoe.exceptions import DataError
+from bayescmoe.spec import Spec
+
+__all__ = ["check_data", "read_csv", "write_csv"]
+
+
+def _rows(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(r) for r in rows[:5])
+    return shown + (f" and {rows.size - 5} more" if rows.size > 5 else "")
+
+
+def _as_float(value: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{what} must be numeric: {err}") from None
+
+
+def check_data(spec: Spec, X: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``X`` (n, d) and ``y`` (n,) against ``spec``; return float64 copies.
+
+    A 1-D ``X`` is accepted as one covariate when ``spec.dim == 1``; ``y`` of shape
+    (n, 1) is flattened.
+
+    Raises
+    ------
+    DataError
+        On non-numeric values, NaN or inf (naming the rows), wrong dimensions,
+        ``len(X) != len(y)``, a number of covariates other than ``spec.dim``, or
+        fewer than ``min_n`` observations.
+
+    Examples
+    --------
+    >>> from bayescmoe import load_spec
+    >>> spec = load_spec("softmax_distinguishable")
+    >>> check_data(spec, np.zeros((3, 8)), [0.0, np.nan, 1.0])
+    Traceback (most recent call last):
+    ...
+    bayescmoe.exceptions.DataError: y has NaN or inf in row 1 (0-based); remove or impute those rows
+    """
+    X = _as_float(X, "X")
+    y = _as_float(y, "y")
+    if X.ndim == 1 and spec.dim == 1:
+        X = X[:, None]
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if X.ndim != 2:
+        raise DataError(f"X must be a 2-D array of shape (n, {spec.dim}), got shape {X.shape}")
+    if y.ndim != 1:
+        raise DataError(f"y must be a 1-D array of shape (n,), got shape {y.shape}")
+    if X.shape[1] != spec.dim:
+        raise DataError(
+            f"X has {X.shape[1]} covariate columns but spec {spec.name!r} has dim = {spec.dim}; "
+            "pass the matching columns or use a spec of that dimension"
+        )
+    if X.shape[0] != y.shape[0]:
+        raise DataError(f"X has {X.shape[0]} rows but y has {y.shape[0]}; they must match")
+    for name, bad in (("X", ~np.isfinite(X).all(axis=1)), ("y", ~np.isfinite(y))):
+        if bad.any():
+            word = "row" if bad.sum() == 1 else "rows"
+            raise DataError(
+                f"{name} has NaN or inf in {word} {_rows(bad)} (0-based); remove or impute those rows"
+            )
+    if y.shape[0] < min_n:
+        raise DataError(
+            f"{y.shape[0]} observations cannot identify {min_n - 1} parameters of {spec.name!r}; "
+            f"give at least {min_n} rows"
+        )
+    return np.array(X, dtype=float), np.array(y, dtype=float)
+
+
+def read_csv(
+    path: str | Path, spec: Spec, *, x_columns: Sequence[str] | None = None, y_column: str = "y"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read covariates and responses from a CSV file with a header row.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    spec : Spec
+        Decides how many covariates are expected.
+    x_columns : sequence of str, optional
+        The covariate columns, in order; default ``x1 ... xd``.
+    y_column : str
+        The response column; default ``y``.
+    """
+    x_columns = list(x_columns) if x_columns is not None else list(spec.covariate_names)
+    if len(x_columns) != spec.dim:
+        raise DataError(
+            f"{len(x_columns)} covariate columns were named but spec {spec.name!r} has dim = {spec.dim}"
+        )
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read data file {str(path)!r}: {err}") from None
+    if not header:
+        raise DataError(f"{path}: the file is empty; expected a header row {','.join(x_columns + [y_column])}")
+    header = [h.strip() for h in header]
+    missing = [c for c in x_columns + [y_column] if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            f"the header has {', '.join(header)} (choose columns with --x-columns / --y-column)"
+        )
+    index = [header.index(c) for c in x_columns + [y_column]]
+    values = np.empty((len(rows), len(index)))
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {r + 2} has {len(row)} cells; the header has {len(header)}")
+        for j, i in enumerate(index):
+            try:
+                values[r, j] = float(row[i])
+            except ValueError:
+                raise DataError(
+                    f"{path}: line {r + 2}, column {header[i]!r} holds {row[i]!r}, which is not a number"
+                ) from None
+    return values[:, :-1], values[:, -1]
+
+
+def write_csv(path: str | Path, X: np.ndarray, y: np.ndarray, names: Sequence[str]) -> None:
+    """Write covariates and responses as CSV with header ``names..., y`` (full float precision)."""
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow([*names, "y"])
+            for xi, yi in zip(X, y):
+                writer.writerow([repr(float(v)) for v in xi] + [repr(float(yi))])
+    except OSError as err:
+        raise DataError(f"cannot write data file {str(path)!r}: {err}") from None

@@ -1,0 +1,35 @@
+"""The exceptions and warnings of bayescmoe.
+
+Every error the library raises on bad input is a :class:`BayescmoeError`, so the
+command line can print its message as one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class BayescmoeError(Exception):
+    """Base class of every error raised by bayescmoe on bad input."""
+
+
+class SpecError(BayescmoeError, ValueError):
+    """A model specification (TOML file or name) is invalid or cannot be found."""
+
+
+class DataError(BayescmoeError, ValueError):
+    """Covariates or responses are malformed: NaN, wrong shape, unreadable file..."""
+
+
+class FitError(BayescmoeError, RuntimeError):
+    """An estimator was called with arguments it cannot use (a start outside the bounds...)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An optimizer stopped without meeting its convergence criterion."""
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The observed information is singular or nearly so: standard errors are unreliable."""
+
+
+class BoundaryWarning(UserWarning):
+    """An estimate sits on the boundary of the parameter box: Wald intervals do not apply there."""

@@ -1,0 +1,101 @@
+"""The pre-trained families ``f0`` and the Gaussian prompt (MODEL.md section 1).
+
+A family turns a mean ``m`` and the known scale ``s0`` (and ``df``) into a PyMC
+distribution, whose ``pm.logp`` the model uses, and into numpy draws, which the
+simulator uses.  ``s0`` means the **variance** for ``normal``, the scale ``b``
+for ``laplace`` and the scale for ``student_t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayescmoe.exceptions import SpecError
+
+__all__ = ["Family", "FAMILIES", "get_family", "prompt_dist", "normal_logpdf"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A pre-trained family.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    scale_meaning : str
+        What the spec's ``scale`` is for this family.
+    needs_df : bool
+        Whether the family takes degrees of freedom ``df``.
+    dist : callable
+        ``dist(mu, scale, df) -> pm.Distribution.dist(...)``.
+    sample : callable
+        ``sample(rng, mu, scale, df) -> ndarray`` of the shape of ``mu``.
+    """
+
+    name: str
+    scale_meaning: str
+    needs_df: bool
+    dist: Callable
+    sample: Callable
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family(
+            "normal",
+            "variance",
+            False,
+            lambda mu, scale, df=None: pm.Normal.dist(mu=mu, sigma=pt.sqrt(scale)),
+            lambda rng, mu, scale, df=None: rng.normal(mu, np.sqrt(scale)),
+        ),
+        Family(
+            "laplace",
+            "scale b",
+            False,
+            lambda mu, scale, df=None: pm.Laplace.dist(mu=mu, b=scale),
+            lambda rng, mu, scale, df=None: rng.laplace(mu, scale),
+        ),
+        Family(
+            "student_t",
+            "scale",
+            True,
+            lambda mu, scale, df: pm.StudentT.dist(nu=df, mu=mu, sigma=scale),
+            lambda rng, mu, scale, df: mu + scale * rng.standard_t(df, size=np.shape(mu)),
+        ),
+    )
+}
+
+
+def get_family(name: str) -> Family:
+    """Return the pre-trained family called ``name``.
+
+    >>> get_family("laplace").scale_meaning
+    'scale b'
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise SpecError(
+            f"unknown family {name!r}; choose one of {', '.join(sorted(FAMILIES))}"
+        ) from None
+
+
+def prompt_dist(mu, nu):
+    """The Gaussian prompt expert ``N(mu, nu)`` with **variance** ``nu``, as a PyMC distribution."""
+    return pm.Normal.dist(mu=mu, sigma=pt.sqrt(nu))
+
+
+def normal_logpdf(y, mu, nu):
+    """``log N(y | mu, nu)`` with variance ``nu``, written out for the compiled estimators.
+
+    The same density as :func:`prompt_dist` without PyMC's parameter checks, so
+    that its first and second derivatives stay plain elementwise expressions.
+    """
+    return -0.5 * (np.log(2.0 * np.pi) + pt.log(nu) + pt.sqr(y - mu) / nu)

@@ -1,0 +1,302 @@
+"""The main estimator: maximum likelihood (and MAP) over the spec's compact box.
+
+``fit_mle`` maximises the log-likelihood with the projected Newton method of
+:mod:`bayescmoe.optimize`, fed by the compiled value, gradient and exact
+Hessian of :mod:`bayescmoe.objective`; nothing is recompiled between fits.
+Standard errors come from the observed information at the optimum.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+
+from bayescmoe.data import check_data
+from bayescmoe.exceptions import BoundaryWarning, ConvergenceWarning, FitError, IdentifiabilityWarning
+from bayescmoe.objective import Likelihood
+from bayescmoe.optimize import OptimizeResult, newton_box
+from bayescmoe.priors import resolve_priors
+from bayescmoe.results import FitResult
+from bayescmoe.spec import Spec, load_spec
+
+__all__ = ["fit_mle", "fit_map", "random_starts"]
+
+Init = Literal["multistart", "truth"] | Mapping[str, Any]
+#: With more rows than this, multistart screens its starts on a subsample of this size first.
+SCREEN_ROWS = 5000
+#: Starts polished on the full data after screening.
+POLISH = 3
+#: Relative eigenvalue below which the observed information counts as singular.
+SINGULAR = 1e-12
+
+
+def fit_mle(
+    spec: Spec | str,
+    X: Any,
+    y: Any,
+    *,
+    init: Init = "multistart",
+    n_starts: int = 10,
+    seed: int | None = None,
+    bounds: Mapping[str, Any] | None = None,
+    maxiter: int = 200,
+) -> FitResult:
+    """Maximum-likelihood estimate of the contaminated MoE over the spec's box.
+
+    Parameters
+    ----------
+    spec : Spec or str
+        The setting (a name from ``models/`` or a TOML path).
+    X : array_like, shape (n, d)
+    y : array_like, shape (n,)
+    init : "multistart", "truth" or dict
+        ``"multistart"`` (the default, for real data): ``n_starts`` random starts
+        (:func:`random_starts`), screened on a subsample of ``SCREEN_ROWS`` rows when
+        the data are larger, the best ``POLISH`` of them run to convergence on all
+        rows.  ``"truth"``: start at ``spec.truth_at(n)`` (simulation studies).  A
+        dict of parameters (MODEL.md names): start there.
+    n_starts : int
+        Number of random starts for ``"multistart"``.
+    seed : int, optional
+        Seeds the random starts and the screening subsample.
+    bounds : dict, optional
+        ``{name: [low, high]}`` replacing the spec's box for those parameters.
+    maxiter : int
+        Newton iterations per start.
+
+    Returns
+    -------
+    FitResult
+        ``params``, ``stderr``, ``cov``, ``conf_int(alpha)``, ``loglik``, ``aic``,
+        ``bic``, ``converged``, ``status``, ``message``, ``n_iter``, ``seconds``,
+        ``summary()``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If the best start did not converge.
+    IdentifiabilityWarning
+        If the observed information is singular (standard errors are NaN).
+    BoundaryWarning
+        If an estimate sits on the box (its standard error is NaN).
+
+    Examples
+    --------
+    >>> import bayescmoe as bc
+    >>> X, y, truth = bc.simulate("softmax_distinguishable", n=2000, seed=3)
+    >>> fit = bc.fit_mle("softmax_distinguishable", X, y, init="truth")
+    >>> fit.converged, fit.params["nu"] > 0
+    (True, True)
+    """
+    return _fit(spec, X, y, "mle", None, init, n_starts, seed, bounds, maxiter)
+
+
+def fit_map(
+    spec: Spec | str,
+    X: Any,
+    y: Any,
+    *,
+    priors: str | Mapping[str, Any] | None = "weak",
+    init: Init = "multistart",
+    n_starts: int = 10,
+    seed: int | None = None,
+    bounds: Mapping[str, Any] | None = None,
+    maxiter: int = 200,
+) -> FitResult:
+    """Maximum a posteriori estimate: :func:`fit_mle`'s machinery with log-priors added.
+
+    ``priors`` is as in :func:`bayescmoe.priors.resolve_priors` (default: the
+    weakly informative :data:`~bayescmoe.priors.WEAK_PRIORS`).  The mode is taken
+    in the parameters' own scale (no Jacobian), inside the spec's box; standard
+    errors are those of the Laplace approximation at the mode.
+    """
+    spec = load_spec(spec).with_bounds(bounds)
+    return _fit(spec, X, y, "map", _LogPrior(spec, priors), init, n_starts, seed, None, maxiter)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class _LogPrior:
+    """Sum of the priors' log-densities, its gradient and Hessian (a small graph: no C compile)."""
+
+    def __init__(self, spec: Spec, priors):
+        dists = resolve_priors(spec, priors)
+        theta = pt.vector("theta")
+        terms = []
+        for (name, length), sl in zip(spec.layout.entries, spec.layout.slices.values()):
+            value = theta[sl] if length else theta[sl.start]
+            terms.append(pm.logp(dists[name], value).sum())
+        logp = pt.add(*terms)
+        grad = pytensor.grad(logp, theta)
+        hess = pytensor.gradient.jacobian(grad, theta, vectorize=True)
+        self._fn = pytensor.function([theta], [logp, grad, hess], mode="FAST_COMPILE")
+
+    def __call__(self, theta):
+        lp, g, h = self._fn(theta)
+        return float(lp), g, h
+
+
+@dataclass
+class _Problem:
+    """The negative mean log-posterior (or log-likelihood) of one dataset, for the optimiser."""
+
+    lik: Likelihood
+    prior: _LogPrior | None
+
+    def fgh(self, theta):
+        v, g, h = self.lik.value_grad_hess(theta)
+        if self.prior is not None:
+            lp, gp, hp = self.prior(theta)
+            v, g, h = v + lp, g + gp, h + hp
+        n = self.lik.n
+        return -v / n, -g / n, -h / n
+
+    def f(self, theta):
+        v = self.lik.value(theta) + (self.prior(theta)[0] if self.prior is not None else 0.0)
+        return -v / self.lik.n
+
+
+def random_starts(spec: Spec, y: np.ndarray, n_starts: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random starting points, clipped into the box.
+
+    Coefficients (``beta``, ``tau``, ``eta``, ``b``) are standard normal;
+    ``nu`` is ``var(y)`` times a uniform draw on [0.05, 1]; ``lam`` is uniform on
+    [0.05, 0.95].
+    """
+    lower, upper = spec.bounds_arrays()
+    var_y = float(np.var(y)) if len(y) > 1 else 1.0
+    starts = []
+    for _ in range(n_starts):
+        draw = {}
+        for name, length in spec.layout.entries:
+            if name == "nu":
+                draw[name] = max(var_y, 1e-6) * rng.uniform(0.05, 1.0)
+            elif name == "lam":
+                draw[name] = rng.uniform(0.05, 0.95)
+            else:
+                draw[name] = rng.standard_normal(length) if length else rng.standard_normal()
+        starts.append(np.clip(spec.layout.pack(draw), lower, upper))
+    return starts
+
+
+def _given_start(spec: Spec, params: Mapping[str, Any], what: str) -> np.ndarray:
+    theta = spec.layout.pack(params)
+    lower, upper = spec.bounds_arrays()
+    labels = spec.layout.labels
+    for i in np.flatnonzero(~np.isfinite(theta) | (theta < lower) | (theta > upper)):
+        name = labels[i].split("[")[0]
+        raise FitError(
+            f"the {what} start {labels[i]} = {theta[i]:g} lies outside its bounds "
+            f"[{spec.bounds[name][0]:g}, {spec.bounds[name][1]:g}]; move the start or widen the bounds"
+        )
+    return theta
+
+
+def _run(problem: _Problem, starts, spec: Spec, maxiter: int) -> list[OptimizeResult]:
+    lower, upper = spec.bounds_arrays()
+    return [newton_box(problem.fgh, problem.f, s, lower, upper, maxiter=maxiter) for s in starts]
+
+
+def _best(results: list[OptimizeResult]) -> OptimizeResult:
+    finite = [r for r in results if np.isfinite(r.fun)]
+    if not finite:
+        raise FitError("the objective is not finite at any start; check the data's scale and the spec's bounds")
+    return min(finite, key=lambda r: r.fun)
+
+
+def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter) -> FitResult:
+    t0 = time.perf_counter()
+    spec = load_spec(spec).with_bounds(bounds)
+    X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
+    if isinstance(init, Mapping):
+        starts, start = [_given_start(spec, init, "given")], "given"
+    elif init == "truth":
+        starts, start = [_given_start(spec, spec.truth_at(len(y)), "truth")], "truth"
+    elif init == "multistart":
+        if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
+            raise FitError(f"n_starts must be a positive integer, got {n_starts!r}")
+        starts, start = random_starts(spec, y, n_starts, np.random.default_rng(seed)), "multistart"
+    else:
+        raise FitError(f"init must be 'multistart', 'truth' or a dict of parameters, got {init!r}")
+    problem = _Problem(Likelihood(spec, X, y), prior)
+    if start == "multistart" and len(y) > SCREEN_ROWS and len(starts) > POLISH:
+        rows = np.random.default_rng([seed or 0, 1]).choice(len(y), SCREEN_ROWS, replace=False)
+        screen = _Problem(Likelihood(spec, X[rows], y[rows]), prior)
+        screened = sorted(_run(screen, starts, spec, maxiter), key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
+        starts = [r.x for r in screened[:POLISH]]
+    best = _best(_run(problem, starts, spec, maxiter))
+    return _result(spec, method, problem, best, start, n_starts if start == "multistart" else 1, t0)
+
+
+def _covariance(spec: Spec, best: OptimizeResult, nobs: int):
+    lower, upper = spec.bounds_arrays()
+    width = upper - lower
+    at_bound = (best.x <= lower + 1e-9 * width) | (best.x >= upper - 1e-9 * width)
+    info = best.hess * nobs  # Hessian of the negative total objective
+    free = ~at_bound
+    cov = np.full(info.shape, np.nan)
+    eig = np.array([])
+    if free.any():
+        w, V = np.linalg.eigh(info[np.ix_(free, free)])
+        eig = w
+        if w[0] > SINGULAR * abs(w[-1]):
+            cov[np.ix_(free, free)] = (V / w) @ V.T
+        else:
+            warnings.warn(
+                f"the observed information of {spec.name} is singular at the estimate (smallest/largest "
+                f"eigenvalue {w[0] / w[-1]:.2g}): standard errors are NaN. The likelihood is flat in some "
+                "direction, as when the prompt and the pre-trained expert are not distinguishable; "
+                "report intervals from the posterior (sample_posterior) instead.",
+                IdentifiabilityWarning,
+                stacklevel=5,
+            )
+    if at_bound.any():
+        names = [lab for lab, b in zip(spec.layout.labels, at_bound) if b]
+        warnings.warn(
+            f"{', '.join(names)} ended on the bounds of the box: their standard errors are NaN "
+            "(Wald intervals need an interior optimum); widen the bounds if they are not the "
+            "model's natural limits.",
+            BoundaryWarning,
+            stacklevel=5,
+        )
+    return cov, at_bound, eig
+
+
+def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0) -> FitResult:
+    nobs = problem.lik.n
+    cov, at_bound, eig = _covariance(spec, best, nobs)
+    if best.converged:
+        message = f"converged in {best.n_iter} Newton iterations"
+    else:
+        message = (
+            f"did not converge: {best.status.value} after {best.n_iter} iterations; try "
+            "init='multistart' with a larger n_starts, another seed, or a larger maxiter"
+        )
+        warnings.warn(f"{method.upper()} of {spec.name} {message}", ConvergenceWarning, stacklevel=4)
+    return FitResult(
+        spec=spec,
+        method=method,
+        theta=best.x.copy(),
+        cov=cov,
+        loglik=problem.lik.value(best.x),
+        objective=-best.fun * nobs,
+        nobs=nobs,
+        converged=best.converged,
+        status=best.status.value,
+        message=message,
+        n_iter=best.n_iter,
+        seconds=time.perf_counter() - t0,
+        start=start,
+        n_starts=n_starts,
+        at_bound=at_bound,
+        info_eigenvalues=eig,
+    )

@@ -1,0 +1,215 @@
+"""The log-likelihood, its gradient and its exact Hessian: a compiled kernel and the chain rule.
+
+The parameters enter observation ``i``'s log-density through three scalars only:
+
+    z_i = Xg_i . gamma     gate: softmax Xg = [X, 1], gamma = (beta, tau);
+                           constant Xg = 1, gamma = lam
+    u_i = Xp_i . omega     prompt pre-activation: Xp = X or [X, 1], omega = eta or (eta, b)
+    v_i = nu               prompt variance
+
+so ``l_i = L(z_i, u_i, v_i; y_i, log f0_i)``.  A pytensor **kernel**, compiled once per
+(gating, prompt expert), returns ``l`` and its first and second derivatives in
+``(z, u, v)`` for every observation in one fused elementwise pass (pytensor's
+autodiff of the model's own log-density, :func:`bayescmoe.model.mixture_logp`).
+The chain rule is then linear algebra on the design matrices:
+
+    grad = [Xg' L_z, Xp' L_u, sum L_v]
+    Hess = [[Xg' diag(L_zz) Xg, Xg' diag(L_zu) Xp, Xg' L_zv], [.., Xp' diag(L_uu) Xp, Xp' L_uv], [.., .., sum L_vv]]
+
+done by numpy's BLAS: the exact Hessian costs a few matrix products and no
+per-observation Jacobian.  The pre-trained expert is frozen, so
+``log f0(y_i | x_i)`` is a constant of the optimisation, computed once per dataset
+with PyMC's density.
+
+Because the kernel is elementwise it depends on neither ``d``, ``n``, the data, the
+pre-trained family, nor the intercept: every dataset and every spec with the same
+(gating, prompt expert) reuses it.  :data:`COMPILE_COUNT` counts compilations.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import get_mode
+
+from bayescmoe.data import check_data
+from bayescmoe.exceptions import FitError
+from bayescmoe.experts import get_expert
+from bayescmoe.families import get_family, prompt_dist
+from bayescmoe.model import gate_log_weights, mixture_logp
+from bayescmoe.spec import Spec, load_spec
+
+__all__ = ["Likelihood", "loglik", "pretrained_logp", "compile_mode", "COMPILE_COUNT"]
+
+#: Number of pytensor compilations made by this module (a test checks that fits add none).
+COMPILE_COUNT = {"n": 0}
+_LOCK = threading.RLock()
+
+
+def compile_mode():
+    """The pytensor mode of the kernels: ``$BAYESCMOE_MODE``, default ``CVM``.
+
+    CVM compiles a kernel in a few seconds where Numba takes minutes on a cold
+    cache (benchmarks/RESULTS.md).  PyMC's parameter checks are removed: the
+    optimizers keep every parameter inside its box.
+    """
+    return get_mode(os.environ.get("BAYESCMOE_MODE", "CVM")).including("local_remove_check_parameter")
+
+
+def _function(inputs, outputs):
+    COMPILE_COUNT["n"] += 1
+    with warnings.catch_warnings():
+        # pip's pytensor cannot link BLAS; the kernels are elementwise and use none
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        return pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
+
+
+def _pointwise_graph(gating: str, prompt_expert: str):
+    z, u, v, y, logf0 = (pt.vector(name) for name in ("z", "u", "v", "y", "logf0"))
+    log_w0, log_w1 = gate_log_weights(gating, z)
+    logp1 = pm.logp(prompt_dist(get_expert(prompt_expert)(u), v), y)
+    point = mixture_logp(log_w0, log_w1, logf0, logp1)
+    resp = pt.exp(log_w1 + logp1 - point)  # posterior probability of the prompt
+    return [z, u, v, y, logf0], point, resp
+
+
+@cache
+def _value_kernel(gating: str, prompt_expert: str):
+    inputs, point, resp = _pointwise_graph(gating, prompt_expert)
+    return _function(inputs, [point, resp])
+
+
+@cache
+def _derivative_kernel(gating: str, prompt_expert: str):
+    inputs, point, _ = _pointwise_graph(gating, prompt_expert)
+    zuv = inputs[:3]
+    first = pytensor.grad(point.sum(), zuv)
+    second = [d for i in range(3) for d in pytensor.grad(first[i].sum(), zuv[i:])]
+    return _function(inputs, [point, *first, *second])  # l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv
+
+
+@cache
+def _pretrained_kernel(family: str, expert: str):
+    X, y = pt.matrix("X"), pt.vector("y")
+    eta0, b0, scale, df = pt.vector("eta0"), pt.scalar("b0"), pt.scalar("s0"), pt.scalar("df")
+    mu0 = get_expert(expert)(X @ eta0 + b0)
+    return _function([X, y, eta0, b0, scale, df], pm.logp(get_family(family).dist(mu0, scale, df), y))
+
+
+def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``log f0(y_i | phi0(eta0 . x_i + b0), s0)`` for each observation: PyMC's density, compiled."""
+    pre = spec.pretrained
+    with _LOCK:
+        fn = _pretrained_kernel(pre.family, pre.expert)
+    df = pre.df if pre.df is not None else 1.0  # unused by families without df
+    return fn(X, y, np.array(pre.eta), pre.intercept, pre.scale, df)
+
+
+class Likelihood:
+    """The log-likelihood of one dataset under one spec, as a function of the flat parameters.
+
+    Parameters
+    ----------
+    spec : Spec
+    X : ndarray, shape (n, d)
+    y : ndarray, shape (n,)
+        Checked data (see :func:`bayescmoe.data.check_data`).
+
+    Notes
+    -----
+    ``theta`` is the flat vector of ``spec.layout``.  Evaluations return the
+    *total* log-likelihood; estimators minimise its negative.
+    """
+
+    def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray):
+        self.spec, self.y = spec, y
+        n = len(y)
+        ones = np.ones((n, 1))
+        self.Xg = np.hstack([X, ones]) if spec.gating == "softmax" else ones
+        self.Xp = np.hstack([X, ones]) if spec.prompt.intercept else X
+        self.kg, self.kp = self.Xg.shape[1], self.Xp.shape[1]
+        self.logf0 = pretrained_logp(spec, X, y)
+        key = (spec.gating, spec.prompt.expert)
+        with _LOCK:
+            self._value = _value_kernel(*key)
+            self._deriv = _derivative_kernel(*key)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def _scalars(self, theta: np.ndarray):
+        kg, kp = self.kg, self.kp
+        z = self.Xg @ theta[:kg]
+        u = self.Xp @ theta[kg : kg + kp]
+        v = np.full(self.n, theta[kg + kp])
+        return z, u, v
+
+    def pointwise(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each observation's log-likelihood (n,) and the prompt's responsibility (n,)."""
+        return self._value(*self._scalars(theta), self.y, self.logf0)
+
+    def value(self, theta: np.ndarray) -> float:
+        """The total log-likelihood."""
+        return float(self.pointwise(theta)[0].sum())
+
+    def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
+        l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._deriv(*self._scalars(theta), self.y, self.logf0)
+        Xg, Xp = self.Xg, self.Xp
+        grad = np.concatenate([Xg.T @ Lz, Xp.T @ Lu, [Lv.sum()]])
+        hgg = Xg.T @ (Lzz[:, None] * Xg)
+        hgp = Xg.T @ (Lzu[:, None] * Xp)
+        hpp = Xp.T @ (Luu[:, None] * Xp)
+        hgv, hpv = Xg.T @ Lzv, Xp.T @ Luv
+        hess = np.block(
+            [
+                [hgg, hgp, hgv[:, None]],
+                [hgp.T, hpp, hpv[:, None]],
+                [hgv[None, :], hpv[None, :], np.array([[Lvv.sum()]])],
+            ]
+        )
+        return float(l.sum()), grad, hess
+
+
+def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:
+    """The total log-likelihood of ``params`` on the data ``(X, y)`` (MODEL.md section 7).
+
+    Parameters
+    ----------
+    spec : Spec or str
+    X : array_like, shape (n, d)
+    y : array_like, shape (n,)
+    params : dict
+        Keyed by the names of section 1 (``beta, tau, eta, [b], nu`` or ``lam, eta, [b], nu``).
+
+    Examples
+    --------
+    >>> import bayescmoe as bc
+    >>> X, y, truth = bc.simulate("softmax_distinguishable", n=200, seed=0)
+    >>> round(bc.loglik("softmax_distinguishable", X, y, truth), 6) < 0
+    True
+    """
+    spec = load_spec(spec)
+    X, y = check_data(spec, X, y)
+    theta = spec.layout.pack(params)
+    _check_in_domain(spec, theta)
+    return Likelihood(spec, X, y).value(theta)
+
+
+def _check_in_domain(spec: Spec, theta: np.ndarray) -> None:
+    if not np.all(np.isfinite(theta)):
+        raise FitError("parameters must be finite")
+    p = spec.layout.unpack(theta)
+    if p["nu"] <= 0:
+        raise FitError(f"nu is a variance and must be positive, got {p['nu']:g}")
+    if "lam" in p and not 0 < p["lam"] < 1:
+        raise FitError(f"lam must lie in (0, 1), got {p['lam']:g}")

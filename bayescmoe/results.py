@@ -1,0 +1,208 @@
+"""The result of a point estimate, in the statsmodels manner."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from bayescmoe.spec import Spec
+
+__all__ = ["FitResult"]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted contaminated MoE: estimates, standard errors and how the optimiser ended.
+
+    Attributes
+    ----------
+    spec : Spec
+        The setting that was fitted.
+    method : str
+        ``"mle"``, ``"map"`` (or another estimator's name).
+    theta : ndarray, shape (p,)
+        The estimate as a flat vector in ``spec.layout`` order.
+    cov : ndarray, shape (p, p)
+        Inverse observed information (negative Hessian of the maximised objective);
+        NaN where it is singular or the parameter sits on a bound.
+    loglik : float
+        Log-likelihood at the estimate (without the prior, for MAP).
+    objective : float
+        The maximised objective: the log-likelihood (MLE) or log-posterior (MAP).
+    nobs : int
+        Number of observations.
+    converged : bool
+    status : str
+        The optimiser's final state (e.g. ``"converged"``).
+    message : str
+        A sentence on how the fit ended, with advice if it did not converge.
+    n_iter : int
+        Newton iterations of the best start.
+    seconds : float
+        Wall time of the whole fit, all starts included.
+    start : str
+        ``"multistart"``, ``"truth"`` or ``"given"``.
+    n_starts : int
+        Number of starting points tried.
+    at_bound : ndarray of bool, shape (p,)
+        Parameters that ended on the box of ``spec.bounds``.
+    info_eigenvalues : ndarray
+        Eigenvalues of the observed information over the interior parameters
+        (ascending); a tiny smallest one means the parameters are barely
+        identified (for instance when distinguishability fails).
+    """
+
+    spec: Spec
+    method: str
+    theta: np.ndarray
+    cov: np.ndarray
+    loglik: float
+    objective: float
+    nobs: int
+    converged: bool
+    status: str
+    message: str
+    n_iter: int
+    seconds: float
+    start: str
+    n_starts: int
+    at_bound: np.ndarray
+    info_eigenvalues: np.ndarray = field(repr=False)
+
+    # -- statsmodels-style accessors -----------------------------------------------------
+    @property
+    def params(self) -> dict[str, Any]:
+        """Estimates keyed by parameter name (vectors as arrays, scalars as floats)."""
+        return self.spec.layout.unpack(self.theta)
+
+    @property
+    def stderr(self) -> dict[str, Any]:
+        """Standard errors from the observed information, keyed like :attr:`params`."""
+        return self.spec.layout.unpack(np.sqrt(np.diag(self.cov)))
+
+    bse = stderr
+
+    @property
+    def llf(self) -> float:
+        return self.loglik
+
+    @property
+    def n_params(self) -> int:
+        return self.theta.size
+
+    @property
+    def aic(self) -> float:
+        """Akaike's criterion, ``2 k - 2 loglik``."""
+        return 2.0 * self.n_params - 2.0 * self.loglik
+
+    @property
+    def bic(self) -> float:
+        """Schwarz's criterion, ``k log n - 2 loglik``."""
+        return self.n_params * math.log(self.nobs) - 2.0 * self.loglik
+
+    @property
+    def labels(self) -> list[str]:
+        """One label per entry of :attr:`theta`, e.g. ``beta[x1]``."""
+        out = []
+        for name, length in self.spec.layout.entries:
+            out += [name] if length == 0 else [f"{name}[{c}]" for c in self.spec.covariate_names]
+        return out
+
+    def cov_params(self) -> np.ndarray:
+        """The covariance matrix of :attr:`theta` (statsmodels' name)."""
+        return self.cov
+
+    def conf_int(self, alpha: float = 0.05) -> dict[str, tuple[Any, Any]]:
+        """Wald ``1 - alpha`` intervals ``(lower, upper)`` keyed by parameter name.
+
+        Intervals are NaN where the standard error is (singular information or an
+        estimate on a bound, where Wald intervals do not apply).
+        """
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        half = z * np.sqrt(np.diag(self.cov))
+        lower = self.spec.layout.unpack(self.theta - half)
+        upper = self.spec.layout.unpack(self.theta + half)
+        return {name: (lower[name], upper[name]) for name in self.spec.param_names}
+
+    # -- presentation ------------------------------------------------------------------------
+    def summary(self, alpha: float = 0.05) -> str:
+        """A readable table of estimates, standard errors and intervals, with the fit's facts."""
+        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        se = np.sqrt(np.diag(self.cov))
+        level = f"{100 * (1 - alpha):g}%"
+        head = [
+            f"{self.method.upper()} of {self.spec.name}  ({self.spec.gating} gating, "
+            f"f0 {self.spec.pretrained.family}/{self.spec.pretrained.expert}, prompt {self.spec.prompt.expert})",
+            f"n = {self.nobs}   log-likelihood = {self.loglik:.6f}   AIC = {self.aic:.3f}   BIC = {self.bic:.3f}",
+            f"{self.status} after {self.n_iter} Newton iterations ({self.start}, {self.n_starts} "
+            f"start{'s' if self.n_starts != 1 else ''}) in {self.seconds:.2f} s",
+        ]
+        width = max(len(label) for label in self.labels)
+        rows = [f"{'parameter':<{width}}  {'estimate':>12}  {'std err':>11}  {level + ' interval':>27}"]
+        for label, est, s, bound in zip(self.labels, self.theta, se, self.at_bound):
+            interval = f"[{est - z * s:11.5g}, {est + z * s:11.5g}]" if np.isfinite(s) else f"{'-':>26}"
+            flag = "  at bound" if bound else ""
+            rows.append(f"{label:<{width}}  {est:12.6g}  {s:11.4g}  {interval:>27}{flag}")
+        notes = self._notes()
+        return "\n".join(head + [""] + rows + ([""] + notes if notes else []))
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if not self.converged:
+            notes.append(f"Warning: {self.message}")
+        if self.at_bound.any():
+            notes.append(
+                "Estimates marked 'at bound' sit on the spec's box: the likelihood still rises "
+                "beyond it, and their standard errors are not given."
+            )
+        eig = self.info_eigenvalues
+        if eig.size and (eig[0] <= 0 or eig[0] < 1e-8 * eig[-1]):
+            notes.append(
+                f"The observed information is {'singular' if eig[0] <= 0 else 'nearly singular'} "
+                f"(smallest/largest eigenvalue {eig[0] / eig[-1]:.2g}): some parameter combinations "
+                "are barely identified, as when the prompt and the pre-trained expert are not "
+                "distinguishable; standard errors are unreliable or undefined."
+            )
+        return notes
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready content: estimates, standard errors, intervals and the fit's facts."""
+        ci = self.conf_int()
+
+        def plain(v):
+            v = np.asarray(v, dtype=float)
+            out = [None if not np.isfinite(x) else float(x) for x in v.reshape(-1)]
+            return out if v.ndim else out[0]
+
+        return {
+            "spec": self.spec.name,
+            "method": self.method,
+            "nobs": self.nobs,
+            "params": {k: plain(v) for k, v in self.params.items()},
+            "stderr": {k: plain(v) for k, v in self.stderr.items()},
+            "conf_int_95": {k: [plain(lo), plain(hi)] for k, (lo, hi) in ci.items()},
+            "at_bound": [lab for lab, b in zip(self.labels, self.at_bound) if b],
+            "loglik": self.loglik,
+            "aic": self.aic,
+            "bic": self.bic,
+            "converged": self.converged,
+            "status": self.status,
+            "message": self.message,
+            "n_iter": self.n_iter,
+            "seconds": self.seconds,
+            "start": self.start,
+            "n_starts": self.n_starts,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return self.summary()
