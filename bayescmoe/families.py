@@ -17,7 +17,7 @@ import pytensor.tensor as pt
 
 from bayescmoe.exceptions import SpecError
 
-__all__ = ["Family", "FAMILIES", "get_family", "prompt_dist", "normal_logpdf"]
+__all__ = ["Family", "FAMILIES", "get_family", "prompt_dist"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ class Family:
     sample: Callable
 
 
+def _f64(value):
+    """A float64 tensor: pytensor would otherwise turn a Python float such as 0.5 into float32."""
+    return value if isinstance(value, pt.TensorVariable) else pt.constant(np.float64(value))
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
@@ -52,21 +57,21 @@ FAMILIES: dict[str, Family] = {
             "normal",
             "variance",
             False,
-            lambda mu, scale, df=None: pm.Normal.dist(mu=mu, sigma=pt.sqrt(scale)),
+            lambda mu, scale, df=None: pm.Normal.dist(mu=mu, sigma=pt.sqrt(_f64(scale))),
             lambda rng, mu, scale, df=None: rng.normal(mu, np.sqrt(scale)),
         ),
         Family(
             "laplace",
             "scale b",
             False,
-            lambda mu, scale, df=None: pm.Laplace.dist(mu=mu, b=scale),
+            lambda mu, scale, df=None: pm.Laplace.dist(mu=mu, b=_f64(scale)),
             lambda rng, mu, scale, df=None: rng.laplace(mu, scale),
         ),
         Family(
             "student_t",
             "scale",
             True,
-            lambda mu, scale, df: pm.StudentT.dist(nu=df, mu=mu, sigma=scale),
+            lambda mu, scale, df: pm.StudentT.dist(nu=_f64(df), mu=mu, sigma=_f64(scale)),
             lambda rng, mu, scale, df: mu + scale * rng.standard_t(df, size=np.shape(mu)),
         ),
     )
@@ -89,13 +94,4 @@ def get_family(name: str) -> Family:
 
 def prompt_dist(mu, nu):
     """The Gaussian prompt expert ``N(mu, nu)`` with **variance** ``nu``, as a PyMC distribution."""
-    return pm.Normal.dist(mu=mu, sigma=pt.sqrt(nu))
-
-
-def normal_logpdf(y, mu, nu):
-    """``log N(y | mu, nu)`` with variance ``nu``, written out for the compiled estimators.
-
-    The same density as :func:`prompt_dist` without PyMC's parameter checks, so
-    that its first and second derivatives stay plain elementwise expressions.
-    """
-    return -0.5 * (np.log(2.0 * np.pi) + pt.log(nu) + pt.sqr(y - mu) / nu)
+    return pm.Normal.dist(mu=mu, sigma=pt.sqrt(_f64(nu)))

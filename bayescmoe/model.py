@@ -113,7 +113,7 @@ def build_model(
             for name, dist in dists.items()
         }
         gate = X_data @ p["beta"] + p["tau"] if spec.gating == "softmax" else p["lam"]
-        mu0 = phi0(X_data @ pt.constant(np.array(pre.eta)) + pre.intercept)
+        mu0 = phi0(X_data @ pt.constant(np.array(pre.eta)) + np.float64(pre.intercept))
         mu = phi(X_data @ p["eta"] + p.get("b", 0.0))
         dist, logp = _observation_dist(spec)
         pm.CustomDist("y", gate, mu0, mu, p["nu"], dist=dist, logp=logp, observed=y_data, dims="obs")

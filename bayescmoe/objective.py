@@ -28,8 +28,10 @@ pre-trained family, nor the intercept: every dataset and every spec with the sam
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import warnings
 from functools import cache
 from typing import Any
@@ -49,6 +51,8 @@ from bayescmoe.spec import Spec, load_spec
 
 __all__ = ["Likelihood", "loglik", "pretrained_logp", "compile_mode", "COMPILE_COUNT"]
 
+_log = logging.getLogger("bayescmoe")
+
 #: Number of pytensor compilations made by this module (a test checks that fits add none).
 COMPILE_COUNT = {"n": 0}
 _LOCK = threading.RLock()
@@ -64,12 +68,16 @@ def compile_mode():
     return get_mode(os.environ.get("BAYESCMOE_MODE", "CVM")).including("local_remove_check_parameter")
 
 
-def _function(inputs, outputs):
+def _function(inputs, outputs, what: str):
     COMPILE_COUNT["n"] += 1
+    _log.info("compiling %s ...", what)
+    t0 = time.perf_counter()
     with warnings.catch_warnings():
         # pip's pytensor cannot link BLAS; the kernels are elementwise and use none
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        return pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
+        fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
+    _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
+    return fn
 
 
 def _pointwise_graph(gating: str, prompt_expert: str):
@@ -84,7 +92,7 @@ def _pointwise_graph(gating: str, prompt_expert: str):
 @cache
 def _value_kernel(gating: str, prompt_expert: str):
     inputs, point, resp = _pointwise_graph(gating, prompt_expert)
-    return _function(inputs, [point, resp])
+    return _function(inputs, [point, resp], f"the log-likelihood kernel ({gating} gating, {prompt_expert} prompt)")
 
 
 @cache
@@ -93,7 +101,8 @@ def _derivative_kernel(gating: str, prompt_expert: str):
     zuv = inputs[:3]
     first = pytensor.grad(point.sum(), zuv)
     second = [d for i in range(3) for d in pytensor.grad(first[i].sum(), zuv[i:])]
-    return _function(inputs, [point, *first, *second])  # l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv
+    # l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv
+    return _function(inputs, [point, *first, *second], f"its derivatives ({gating} gating, {prompt_expert} prompt)")
 
 
 @cache
@@ -101,7 +110,8 @@ def _pretrained_kernel(family: str, expert: str):
     X, y = pt.matrix("X"), pt.vector("y")
     eta0, b0, scale, df = pt.vector("eta0"), pt.scalar("b0"), pt.scalar("s0"), pt.scalar("df")
     mu0 = get_expert(expert)(X @ eta0 + b0)
-    return _function([X, y, eta0, b0, scale, df], pm.logp(get_family(family).dist(mu0, scale, df), y))
+    logp = pm.logp(get_family(family).dist(mu0, scale, df), y)
+    return _function([X, y, eta0, b0, scale, df], logp, f"the pre-trained density ({family}, {expert} mean)")
 
 
 def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -137,10 +147,10 @@ class Likelihood:
         self.Xp = np.hstack([X, ones]) if spec.prompt.intercept else X
         self.kg, self.kp = self.Xg.shape[1], self.Xp.shape[1]
         self.logf0 = pretrained_logp(spec, X, y)
-        key = (spec.gating, spec.prompt.expert)
+        self._key = (spec.gating, spec.prompt.expert)
         with _LOCK:
-            self._value = _value_kernel(*key)
-            self._deriv = _derivative_kernel(*key)
+            self._value = _value_kernel(*self._key)
+        self._deriv = None  # compiled on the first call of value_grad_hess
 
     @property
     def n(self) -> int:
@@ -163,6 +173,9 @@ class Likelihood:
 
     def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
+        if self._deriv is None:
+            with _LOCK:
+                self._deriv = _derivative_kernel(*self._key)
         l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._deriv(*self._scalars(theta), self.y, self.logf0)
         Xg, Xp = self.Xg, self.Xp
         grad = np.concatenate([Xg.T @ Lz, Xp.T @ Lu, [Lv.sum()]])
@@ -177,7 +190,7 @@ class Likelihood:
                 [hgv[None, :], hpv[None, :], np.array([[Lvv.sum()]])],
             ]
         )
-        return float(l.sum()), grad, hess
+        return float(l.sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
 
 
 def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:

@@ -96,7 +96,13 @@ class Schedule:
     form: str
     c: float
     kappa: float
-    direction: tuple[float, ...] | None = None
+    direction: tuple[float, ...] | None = None  # as written in the spec; see unit_direction
+
+    @property
+    def unit_direction(self) -> np.ndarray:
+        """``u``: the direction normalised to unit length (``eta`` schedules only)."""
+        u = np.array(self.direction)
+        return u / np.linalg.norm(u)
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,7 @@ class Spec:
         for sch in self.schedules:
             shift = sch.c * float(n) ** (-sch.kappa)
             if sch.parameter == "eta":
-                truth["eta"] = np.array(self.pretrained.eta) + shift * np.array(sch.direction)
+                truth["eta"] = np.array(self.pretrained.eta) + shift * sch.unit_direction
             elif sch.parameter == "nu":
                 truth["nu"] = self.pretrained.scale + shift
             else:  # lam, vanish
@@ -461,11 +467,9 @@ def _schedules(top: _Table, dim: int, gating: str, pre: Pretrained) -> tuple[Sch
         kappa = t.number("kappa", low=0.0, open_low=False)
         direction = None
         if param == "eta":
-            u = np.array(t.vector("direction", dim))
-            norm = float(np.linalg.norm(u))
-            if norm == 0.0:
+            direction = t.vector("direction", dim)
+            if not any(direction):
                 raise t.fail("direction", "must not be the zero vector")
-            direction = tuple(float(v) for v in u / norm)
         elif t.has("direction"):
             raise t.fail("direction", f"applies to 'eta' only, not to {param!r}; remove it")
         out.append(Schedule(param, form, c, kappa, direction))

@@ -1,0 +1,21 @@
+"""Test configuration.
+
+PyMC compiles models with pytensor's default linker, Numba, whose cold compile
+takes minutes; the tests that compile ``pm.Model`` graphs use the C VM instead,
+unless the caller chose a mode in PYTENSOR_FLAGS.  (The estimators pick their
+own mode, see bayescmoe.objective.compile_mode.)
+"""
+
+import os
+
+if "mode=" not in os.environ.get("PYTENSOR_FLAGS", ""):
+    os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), "mode=CVM"]))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261123)
