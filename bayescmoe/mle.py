@@ -250,7 +250,7 @@ def _covariance(spec: Spec, best: OptimizeResult, nobs: int):
         eig = w
         if w[0] > SINGULAR * abs(w[-1]):
             cov[np.ix_(free, free)] = (V / w) @ V.T
-        else:
+        elif best.converged:  # otherwise the ConvergenceWarning says why
             warnings.warn(
                 f"the observed information of {spec.name} is singular at the estimate (smallest/largest "
                 f"eigenvalue {w[0] / w[-1]:.2g}): standard errors are NaN. The likelihood is flat in some "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import numpy as np
 import pymc as pm
 from pymc.distributions.distribution import Distribution
 from pymc.distributions.shape_utils import change_dist_size
@@ -65,7 +66,10 @@ class Prior:
     def dist(self, size: int | None = None) -> TensorVariable:
         """The PyMC distribution (``.dist()``), of ``size`` copies if given."""
         cls = getattr(pm, self.distribution)
-        return cls.dist(**self.kwargs, size=size)
+        # float64 arrays: pytensor would turn a Python float such as 2.5 into a float32 constant
+        kwargs = {k: np.asarray(v, dtype=np.float64) if isinstance(v, (int, float)) else v
+                  for k, v in self.kwargs.items()}
+        return cls.dist(**kwargs, size=size)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())

@@ -35,3 +35,23 @@ def mixture_loglik(spec, X, y, params, pointwise=False):
     log_f = stats.norm(loc=m, scale=np.sqrt(params["nu"])).logpdf(y)
     out = np.logaddexp(log_1mg + pretrained_logpdf(spec, X, y), log_g + log_f)
     return out if pointwise else float(out.sum())
+
+
+def pretrained_cdf(spec, X, y):
+    pre = spec.pretrained
+    m0 = PHI[pre.expert](X @ np.array(pre.eta) + pre.intercept)
+    if pre.family == "normal":
+        return stats.norm(loc=m0, scale=np.sqrt(pre.scale)).cdf(y)
+    if pre.family == "laplace":
+        return stats.laplace(loc=m0, scale=pre.scale).cdf(y)
+    return stats.t(df=pre.df, loc=m0, scale=pre.scale).cdf(y)
+
+
+def mixture_cdf(spec, X, y, params):
+    """P(Y <= y | x) under MODEL.md section 1, from scipy.stats distributions."""
+    if spec.gating == "softmax":
+        g = special.expit(X @ np.asarray(params["beta"]) + params["tau"])
+    else:
+        g = params["lam"]
+    m = PHI[spec.prompt.expert](X @ np.asarray(params["eta"]) + params.get("b", 0.0))
+    return (1 - g) * pretrained_cdf(spec, X, y) + g * stats.norm(loc=m, scale=np.sqrt(params["nu"])).cdf(y)
