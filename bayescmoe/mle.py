@@ -217,6 +217,7 @@ def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter) -> Fi
     t0 = time.perf_counter()
     spec = load_spec(spec).with_bounds(bounds)
     X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
+    rng = np.random.default_rng(seed)
     if isinstance(init, Mapping):
         starts, start = [_given_start(spec, init, "given")], "given"
     elif init == "truth":
@@ -224,12 +225,12 @@ def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter) -> Fi
     elif init == "multistart":
         if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
             raise FitError(f"n_starts must be a positive integer, got {n_starts!r}")
-        starts, start = random_starts(spec, y, n_starts, np.random.default_rng(seed)), "multistart"
+        starts, start = random_starts(spec, y, n_starts, rng), "multistart"
     else:
         raise FitError(f"init must be 'multistart', 'truth' or a dict of parameters, got {init!r}")
     problem = _Problem(Likelihood(spec, X, y), prior)
     if start == "multistart" and len(y) > SCREEN_ROWS and len(starts) > POLISH:
-        rows = np.random.default_rng([seed or 0, 1]).choice(len(y), SCREEN_ROWS, replace=False)
+        rows = rng.choice(len(y), SCREEN_ROWS, replace=False)
         screen = _Problem(Likelihood(spec, X[rows], y[rows]), prior)
         screened = sorted(_run(screen, starts, spec, maxiter), key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
         starts = [r.x for r in screened[:POLISH]]

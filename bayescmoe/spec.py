@@ -217,12 +217,6 @@ class Spec:
         return replace(self, bounds=MappingProxyType(_bounds(table, self.gating, self.prompt)))
 
     @property
-    def structure(self) -> tuple:
-        """What decides the shape of the model's graph; data, truth and bounds do not."""
-        pre = self.pretrained
-        return (self.gating, pre.family, pre.expert, self.prompt.expert, self.prompt.intercept, self.dim)
-
-    @property
     def covariate_names(self) -> tuple[str, ...]:
         return tuple(f"x{i + 1}" for i in range(self.dim))
 

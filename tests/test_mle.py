@@ -189,3 +189,14 @@ def test_newton_box_on_rosenbrock_with_and_without_an_active_bound():
                                  options={"xatol": 1e-12}).x
     assert boxed.converged
     np.testing.assert_allclose(boxed.x, [a, 0.5], atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["softmax_eta_merging", "constant_gaussian_linear"])
+def test_multistart_finds_an_optimum_at_least_as_good_as_starting_at_the_truth(name):
+    # multistart does not know the truth; starting at the truth is the oracle a simulation allows
+    spec = bc.load_spec(name)
+    for rep in range(4):
+        X, y, _ = bc.simulate(spec, 1500, seed=600 + rep)
+        oracle = bc.fit_mle(spec, X, y, init="truth")
+        blind = bc.fit_mle(spec, X, y, seed=rep)
+        assert blind.loglik >= oracle.loglik - 1e-6 * abs(oracle.loglik)
