@@ -191,7 +191,7 @@ def random_starts(spec: Spec, y: np.ndarray, n_starts: int, rng: np.random.Gener
 def _given_start(spec: Spec, params: Mapping[str, Any], what: str) -> np.ndarray:
     theta = spec.layout.pack(params)
     lower, upper = spec.bounds_arrays()
-    labels = spec.layout.labels
+    labels = spec.labels
     for i in np.flatnonzero(~np.isfinite(theta) | (theta < lower) | (theta > upper)):
         name = labels[i].split("[")[0]
         raise FitError(
@@ -252,16 +252,18 @@ def _covariance(spec: Spec, best: OptimizeResult, nobs: int):
         if w[0] > SINGULAR * abs(w[-1]):
             cov[np.ix_(free, free)] = (V / w) @ V.T
         elif best.converged:  # otherwise the ConvergenceWarning says why
+            labels = np.array(spec.labels)[free]
+            flat = ", ".join(labels[np.argsort(-np.abs(V[:, 0]))[:3]])
             warnings.warn(
                 f"the observed information of {spec.name} is singular at the estimate (smallest/largest "
-                f"eigenvalue {w[0] / w[-1]:.2g}): standard errors are NaN. The likelihood is flat in some "
-                "direction, as when the prompt and the pre-trained expert are not distinguishable; "
-                "report intervals from the posterior (sample_posterior) instead.",
+                f"eigenvalue {w[0] / w[-1]:.2g}; the flat direction involves mostly {flat}): standard "
+                "errors are NaN. The likelihood does not identify every parameter here, as when the "
+                "prompt and the pre-trained expert are not distinguishable or a covariate is constant.",
                 IdentifiabilityWarning,
                 stacklevel=5,
             )
     if at_bound.any():
-        names = [lab for lab, b in zip(spec.layout.labels, at_bound) if b]
+        names = [lab for lab, b in zip(spec.labels, at_bound) if b]
         warnings.warn(
             f"{', '.join(names)} ended on the bounds of the box: their standard errors are NaN "
             "(Wald intervals need an interior optimum); widen the bounds if they are not the "

@@ -106,12 +106,9 @@ class FitResult:
         return self.n_params * math.log(self.nobs) - 2.0 * self.loglik
 
     @property
-    def labels(self) -> list[str]:
+    def labels(self) -> tuple[str, ...]:
         """One label per entry of :attr:`theta`, e.g. ``beta[x1]``."""
-        out = []
-        for name, length in self.spec.layout.entries:
-            out += [name] if length == 0 else [f"{name}[{c}]" for c in self.spec.covariate_names]
-        return out
+        return self.spec.labels
 
     def cov_params(self) -> np.ndarray:
         """The covariance matrix of :attr:`theta` (statsmodels' name)."""

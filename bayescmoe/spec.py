@@ -110,8 +110,8 @@ class Layout:
     """Where each parameter lives in the flat vector the optimizers work on.
 
     >>> lay = Layout((("beta", 2), ("tau", 0), ("nu", 0)))
-    >>> lay.size, lay.labels
-    (4, ('beta[0]', 'beta[1]', 'tau', 'nu'))
+    >>> lay.size, lay.names
+    (4, ('beta', 'tau', 'nu'))
     >>> lay.unpack(np.array([1.0, 2.0, 3.0, 4.0]))["tau"]
     3.0
     """
@@ -134,13 +134,6 @@ class Layout:
     @property
     def size(self) -> int:
         return sum(max(length, 1) for _, length in self.entries)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        out = []
-        for name, length in self.entries:
-            out.extend([name] if length == 0 else [f"{name}[{i}]" for i in range(length)])
-        return tuple(out)
 
     def pack(self, params: Mapping[str, Any]) -> np.ndarray:
         """Flatten a parameter dict into a vector; raises on missing names or wrong lengths."""
@@ -219,6 +212,14 @@ class Spec:
     @property
     def covariate_names(self) -> tuple[str, ...]:
         return tuple(f"x{i + 1}" for i in range(self.dim))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """One label per entry of the flat parameter vector, e.g. ``beta[x1]``, ``tau``."""
+        out: list[str] = []
+        for name, length in self.layout.entries:
+            out += [name] if length == 0 else [f"{name}[{c}]" for c in self.covariate_names]
+        return tuple(out)
 
     # -- the truth ------------------------------------------------------------------------
     def truth_at(self, n: int) -> dict[str, Any]:

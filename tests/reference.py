@@ -12,16 +12,25 @@ PHI = {
 }
 
 
-def pretrained_logpdf(spec, X, y):
+def pretrained_dist(spec, X):
+    """scipy's frozen distribution of the pre-trained expert at each row of X."""
     pre = spec.pretrained
     m0 = PHI[pre.expert](X @ np.array(pre.eta) + pre.intercept)
     if pre.family == "normal":
-        return stats.norm(loc=m0, scale=np.sqrt(pre.scale)).logpdf(y)
+        return stats.norm(loc=m0, scale=np.sqrt(pre.scale))
     if pre.family == "laplace":
+        return stats.laplace(loc=m0, scale=pre.scale)
+    return stats.t(df=pre.df, loc=m0, scale=pre.scale)
+
+
+def pretrained_logpdf(spec, X, y):
+    dist = pretrained_dist(spec, X)
+    if spec.pretrained.family == "laplace":
         # scipy's laplace.logpdf is log(pdf): -inf once the pdf underflows (|y| ~ 1e6); the closed form
         # -log(2 b) - |y - m| / b is the same density and is checked against scipy where both are finite
-        return -np.log(2 * pre.scale) - np.abs(y - m0) / pre.scale
-    return stats.t(df=pre.df, loc=m0, scale=pre.scale).logpdf(y)
+        b = spec.pretrained.scale
+        return -np.log(2 * b) - np.abs(y - dist.mean()) / b
+    return dist.logpdf(y)
 
 
 def mixture_loglik(spec, X, y, params, pointwise=False):
@@ -37,16 +46,6 @@ def mixture_loglik(spec, X, y, params, pointwise=False):
     return out if pointwise else float(out.sum())
 
 
-def pretrained_cdf(spec, X, y):
-    pre = spec.pretrained
-    m0 = PHI[pre.expert](X @ np.array(pre.eta) + pre.intercept)
-    if pre.family == "normal":
-        return stats.norm(loc=m0, scale=np.sqrt(pre.scale)).cdf(y)
-    if pre.family == "laplace":
-        return stats.laplace(loc=m0, scale=pre.scale).cdf(y)
-    return stats.t(df=pre.df, loc=m0, scale=pre.scale).cdf(y)
-
-
 def mixture_cdf(spec, X, y, params):
     """P(Y <= y | x) under MODEL.md section 1, from scipy.stats distributions."""
     if spec.gating == "softmax":
@@ -54,4 +53,4 @@ def mixture_cdf(spec, X, y, params):
     else:
         g = params["lam"]
     m = PHI[spec.prompt.expert](X @ np.asarray(params["eta"]) + params.get("b", 0.0))
-    return (1 - g) * pretrained_cdf(spec, X, y) + g * stats.norm(loc=m, scale=np.sqrt(params["nu"])).cdf(y)
+    return (1 - g) * pretrained_dist(spec, X).cdf(y) + g * stats.norm(loc=m, scale=np.sqrt(params["nu"])).cdf(y)

@@ -38,7 +38,7 @@ def test_wald_intervals_cover_at_their_nominal_level():
         covered.append((lo <= theta) & (theta <= hi))
     covered = np.array(covered)
     assert 0.93 <= covered.mean() <= 0.97, covered.mean()
-    assert covered.mean(axis=0).min() >= 0.88, dict(zip(spec.layout.labels, covered.mean(axis=0)))
+    assert covered.mean(axis=0).min() >= 0.88, dict(zip(spec.labels, covered.mean(axis=0)))
 
 
 def test_optimum_is_at_least_as_good_as_scipy_lbfgsb_on_the_scipy_likelihood():
@@ -87,7 +87,7 @@ def test_singular_information_gives_nan_standard_errors_with_a_warning():
     spec = bc.load_spec(SPEC)
     X, y, truth = bc.simulate(spec, 3000, seed=1)
     X[:, 3] = 0.0  # beta_4 and eta_4 multiply a covariate that never varies: no information
-    with pytest.warns(bc.IdentifiabilityWarning, match="singular"):
+    with pytest.warns(bc.IdentifiabilityWarning, match=r"singular .*involves mostly (beta|eta)\[x4\]"):
         fit = bc.fit_mle(spec, X, y, init="truth")
     assert np.all(np.isnan(fit.stderr["beta"])) and np.isnan(fit.stderr["nu"])
     assert "singular" in fit.summary()

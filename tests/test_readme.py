@@ -26,3 +26,11 @@ def test_main_job_uses_commands_that_exist():
     commands = set(parser._subparsers._group_actions[0].choices)
     for used in re.findall(r"bayescmoe (\w+)", main):
         assert used in commands
+
+
+def test_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.+?)\n```", text, flags=re.S)
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["fit"].converged and namespace["map_fit"].converged
