@@ -119,6 +119,7 @@ def test_vanish_schedule(tmp_path):
         ("eta = [-1.5, 1.1]", "eta = [-1.5]", r"truth.eta' must be a list of 2 numbers"),
         ("dim = 2", "dim = 0", r"dim' must be a positive integer"),
         ('family = "laplace"', 'family = "student_t"', r"pretrained.df' is missing"),
+        ('family = "laplace"', 'family = "student_t"\ndf = 0', r"pretrained.df' must be > 0, got 0"),
         ("scale = 0.5", "scale = 0.5\ndf = 3.0", r"df' applies to student_t only"),
         ("tau = 0.0", "tau = 0.0\nlam = 0.5", r"truth.lam' is not a parameter of this spec"),
         ("nu = 0.3", "nu = 0.3\nb = 1.0", r"truth.b' is not a parameter of this spec \(prompt.intercept is false\)"),
