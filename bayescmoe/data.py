@@ -81,7 +81,7 @@ def check_data(spec: Spec, X: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarra
             f"{y.shape[0]} observations cannot identify {min_n - 1} parameters of {spec.name!r}; "
             f"give at least {min_n} rows"
         )
-    return np.array(X, dtype=float), np.array(y, dtype=float)
+    return np.ascontiguousarray(X), np.ascontiguousarray(y)  # float64 already; copied only if strided
 
 
 def read_csv(

@@ -12,12 +12,14 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from threadpoolctl import ThreadpoolController
 
 from bayescmoe.data import check_data
 from bayescmoe.exceptions import BoundaryWarning, ConvergenceWarning, FitError, IdentifiabilityWarning
@@ -30,8 +32,8 @@ from bayescmoe.spec import Spec, load_spec
 __all__ = ["fit_mle", "fit_map", "random_starts"]
 
 Init = Literal["multistart", "truth"] | Mapping[str, Any]
-#: With more rows than this, multistart screens its starts on a subsample of this size first.
-SCREEN_ROWS = 5000
+#: Rows of the subsample on which starts are run first when the data have more than twice as many.
+SUBSAMPLE = 5000
 #: Starts polished on the full data after screening.
 POLISH = 3
 #: Relative eigenvalue below which the observed information counts as singular.
@@ -45,9 +47,10 @@ def fit_mle(
     *,
     init: Init = "multistart",
     n_starts: int = 10,
-    seed: int | None = None,
+    seed: int | None = 0,
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 200,
+    subsample: int | None = SUBSAMPLE,
 ) -> FitResult:
     """Maximum-likelihood estimate of the contaminated MoE over the spec's box.
 
@@ -59,18 +62,25 @@ def fit_mle(
     y : array_like, shape (n,)
     init : "multistart", "truth" or dict
         ``"multistart"`` (the default, for real data): ``n_starts`` random starts
-        (:func:`random_starts`), screened on a subsample of ``SCREEN_ROWS`` rows when
-        the data are larger, the best ``POLISH`` of them run to convergence on all
-        rows.  ``"truth"``: start at ``spec.truth_at(n)`` (simulation studies).  A
-        dict of parameters (MODEL.md names): start there.
+        (:func:`random_starts`).  ``"truth"``: start at ``spec.truth_at(n)``
+        (simulation studies).  A dict of parameters (MODEL.md names): start there.
     n_starts : int
         Number of random starts for ``"multistart"``.
-    seed : int, optional
-        Seeds the random starts and the screening subsample.
+    seed : int or None
+        Seeds the random starts and the subsamples (default 0: fits are reproducible;
+        ``None`` draws fresh entropy).
     bounds : dict, optional
         ``{name: [low, high]}`` replacing the spec's box for those parameters.
     maxiter : int
         Newton iterations per start.
+    subsample : int or None
+        With more than twice this many rows, every start is first run to convergence
+        on a random subsample of ``subsample`` rows, the best ``POLISH`` (3) results on
+        a nested subsample four times larger, and so on while a level holds under half
+        the rows; the survivors are then run to convergence on all rows, which only see
+        a few Newton steps from a point close to their optimum.  ``None``: optimise on
+        all rows from the start.  Either way the result is a converged optimum of the
+        full likelihood.
 
     Returns
     -------
@@ -96,7 +106,7 @@ def fit_mle(
     >>> fit.converged, fit.params["nu"] > 0
     (True, True)
     """
-    return _fit(spec, X, y, "mle", None, init, n_starts, seed, bounds, maxiter)
+    return _fit(spec, X, y, "mle", None, init, n_starts, seed, bounds, maxiter, subsample)
 
 
 def fit_map(
@@ -107,9 +117,10 @@ def fit_map(
     priors: str | Mapping[str, Any] | None = "weak",
     init: Init = "multistart",
     n_starts: int = 10,
-    seed: int | None = None,
+    seed: int | None = 0,
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 200,
+    subsample: int | None = SUBSAMPLE,
 ) -> FitResult:
     """Maximum a posteriori estimate: :func:`fit_mle`'s machinery with log-priors added.
 
@@ -119,7 +130,7 @@ def fit_map(
     errors are those of the Laplace approximation at the mode.
     """
     spec = load_spec(spec).with_bounds(bounds)
-    return _fit(spec, X, y, "map", _LogPrior(spec, priors), init, n_starts, seed, None, maxiter)
+    return _fit(spec, X, y, "map", _LogPrior(spec, priors), init, n_starts, seed, None, maxiter, subsample)
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,7 +224,27 @@ def _best(results: list[OptimizeResult]) -> OptimizeResult:
     return min(finite, key=lambda r: r.fun)
 
 
-def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter) -> FitResult:
+@cache
+def _threadpools() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def single_threaded_blas():
+    """A context in which BLAS runs on one thread.
+
+    The matrix products of a fit are tall and skinny (n by d + 1): a second BLAS thread
+    does not speed them up, but its spinning competes with the kernel's OpenMP threads
+    for the cores (measured: a fit at n = 1e5 took twice as long, benchmarks/RESULTS.md).
+    """
+    return _threadpools().limit(limits=1, user_api="blas")
+
+
+def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample) -> FitResult:
+    with single_threaded_blas():
+        return _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample)
+
+
+def _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample) -> FitResult:
     t0 = time.perf_counter()
     spec = load_spec(spec).with_bounds(bounds)
     X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
@@ -228,14 +259,27 @@ def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter) -> Fi
         starts, start = random_starts(spec, y, n_starts, rng), "multistart"
     else:
         raise FitError(f"init must be 'multistart', 'truth' or a dict of parameters, got {init!r}")
+    if subsample is not None and (isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1):
+        raise FitError(f"subsample must be a positive integer or None, got {subsample!r}")
+    if subsample is not None:
+        starts = _coarse_to_fine(spec, X, y, prior, starts, max(subsample, spec.n_params + 1), rng, maxiter)
     problem = _Problem(Likelihood(spec, X, y), prior)
-    if start == "multistart" and len(y) > SCREEN_ROWS and len(starts) > POLISH:
-        rows = rng.choice(len(y), SCREEN_ROWS, replace=False)
-        screen = _Problem(Likelihood(spec, X[rows], y[rows]), prior)
-        screened = sorted(_run(screen, starts, spec, maxiter), key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
-        starts = [r.x for r in screened[:POLISH]]
     best = _best(_run(problem, starts, spec, maxiter))
     return _result(spec, method, problem, best, start, n_starts if start == "multistart" else 1, t0)
+
+
+def _coarse_to_fine(spec, X, y, prior, starts, size, rng, maxiter) -> list[np.ndarray]:
+    """Run the starts on nested random subsamples of ``size``, ``4 size``, ... rows (while a
+    level has under half the rows), keeping the best ``POLISH`` at each level; returns the
+    starts for the full data, each close to its optimum."""
+    order = rng.permutation(len(y))
+    while 2 * size < len(y):
+        rows = order[:size]
+        level = _Problem(Likelihood(spec, X[rows], y[rows]), prior)
+        ranked = sorted(_run(level, starts, spec, maxiter), key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
+        starts = [r.x for r in ranked[:POLISH]]
+        size *= 4
+    return starts
 
 
 def _covariance(spec: Spec, best: OptimizeResult, nobs: int):

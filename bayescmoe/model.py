@@ -31,9 +31,14 @@ __all__ = ["build_model", "gate_log_weights", "mixture_logp"]
 
 
 def gate_log_weights(gating: str, gate):
-    """``(log(1 - g), log g)`` from the gate logit (softmax) or from ``lam`` (constant)."""
+    """``(log(1 - g), log g)`` from the gate logit (softmax) or from ``lam`` (constant).
+
+    Softmax: ``log(1 - g) = -softplus(z)`` and ``log g = z - softplus(z)`` (one softplus,
+    exact for any z: at z = 1e3 they are -1e3 and 0, at z = -1e3 about 0 and -1e3).
+    """
     if gating == "softmax":
-        return -pt.softplus(gate), -pt.softplus(-gate)
+        log_w0 = -pt.softplus(gate)
+        return log_w0, gate + log_w0
     return pt.log1p(-gate), pt.log(gate)
 
 

@@ -1,22 +1,24 @@
 """The log-likelihood, its gradient and its exact Hessian: a compiled kernel and the chain rule.
 
-The parameters enter observation ``i``'s log-density through three scalars only:
+With the design ``D = [X, 1]``, the parameters enter observation ``i``'s log-density
+through three scalars only:
 
-    z_i = Xg_i . gamma     gate: softmax Xg = [X, 1], gamma = (beta, tau);
-                           constant Xg = 1, gamma = lam
-    u_i = Xp_i . omega     prompt pre-activation: Xp = X or [X, 1], omega = eta or (eta, b)
+    z_i = D_i[g] . gamma   gate: softmax g = all columns, gamma = (beta, tau);
+                           constant g = the column of ones, gamma = lam
+    u_i = D_i[p] . omega   prompt pre-activation: p = the columns of X (and 1 with an
+                           intercept), omega = eta (and b)
     v_i = nu               prompt variance
 
 so ``l_i = L(z_i, u_i, v_i; y_i, log f0_i)``.  A pytensor **kernel**, compiled once per
 (gating, prompt expert), returns ``l`` and its first and second derivatives in
 ``(z, u, v)`` for every observation in one fused elementwise pass (pytensor's
-autodiff of the model's own log-density, :func:`bayescmoe.model.mixture_logp`).
-The chain rule is then linear algebra on the design matrices:
+autodiff of the model's own log-density, :func:`bayescmoe.model.mixture_logp`),
+threaded with OpenMP.  The chain rule is then linear algebra on the design:
 
-    grad = [Xg' L_z, Xp' L_u, sum L_v]
-    Hess = [[Xg' diag(L_zz) Xg, Xg' diag(L_zu) Xp, Xg' L_zv], [.., Xp' diag(L_uu) Xp, Xp' L_uv], [.., .., sum L_vv]]
+    grad = [D[g]' L_z, D[p]' L_u, sum L_v]
+    Hess = [[D[g]' diag(L_zz) D[g], D[g]' diag(L_zu) D[p], D[g]' L_zv], [.., D[p]' diag(L_uu) D[p], ..], ..]
 
-done by numpy's BLAS: the exact Hessian costs a few matrix products and no
+done by numpy's BLAS: the exact Hessian costs three weighted Gram matrices and no
 per-observation Jacobian.  The pre-trained expert is frozen, so
 ``log f0(y_i | x_i)`` is a constant of the optimisation, computed once per dataset
 with PyMC's density.
@@ -68,14 +70,30 @@ def compile_mode():
     return get_mode(os.environ.get("BAYESCMOE_MODE", "CVM")).including("local_remove_check_parameter")
 
 
+#: Observations per block when weighting the design for the Hessian's matrix products.
+_CHUNK = 32_768
+#: Observations above which an elementwise kernel splits its loop over threads (OpenMP).
+OPENMP_MINSIZE = 4096
+
+
 def _function(inputs, outputs, what: str):
+    """Compile with the C VM; elementwise loops over many observations run on all cores.
+
+    OpenMP threads are capped by ``OMP_NUM_THREADS`` (study workers set it to 1).  If
+    the compiler cannot build OpenMP code the kernel is compiled without it.
+    """
     COMPILE_COUNT["n"] += 1
     _log.info("compiling %s ...", what)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         # pip's pytensor cannot link BLAS; the kernels are elementwise and use none
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
+        try:
+            with pytensor.config.change_flags(openmp=True, openmp_elemwise_minsize=OPENMP_MINSIZE):
+                fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
+        except Exception as err:  # noqa: BLE001 - any compiler failure: retry without OpenMP
+            _log.info("OpenMP compilation failed (%s); compiling single-threaded", type(err).__name__)
+            fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
     return fn
 
@@ -141,16 +159,20 @@ class Likelihood:
 
     def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray):
         self.spec, self.y = spec, y
-        n = len(y)
-        ones = np.ones((n, 1))
-        self.Xg = np.hstack([X, ones]) if spec.gating == "softmax" else ones
-        self.Xp = np.hstack([X, ones]) if spec.prompt.intercept else X
-        self.kg, self.kp = self.Xg.shape[1], self.Xp.shape[1]
+        n, d = X.shape
+        # one design D = [X, 1]; the gate and the prompt use column ranges of it
+        self.D = np.hstack([X, np.ones((n, 1))])
+        self.DT = np.ascontiguousarray(self.D.T)
+        self.gate_cols = slice(0, d + 1) if spec.gating == "softmax" else slice(d, d + 1)
+        self.prompt_cols = slice(0, d + 1) if spec.prompt.intercept else slice(0, d)
+        self.kg = self.gate_cols.stop - self.gate_cols.start
+        self.kp = self.prompt_cols.stop
         self.logf0 = pretrained_logp(spec, X, y)
         self._key = (spec.gating, spec.prompt.expert)
         with _LOCK:
-            self._value = _value_kernel(*self._key)
-        self._deriv = None  # compiled on the first call of value_grad_hess
+            self._deriv = _derivative_kernel(*self._key)
+        self._last: tuple[np.ndarray, list[np.ndarray]] | None = None
+        self._buf = np.empty((3 * (d + 1), min(n, _CHUNK)))
 
     @property
     def n(self) -> int:
@@ -158,35 +180,57 @@ class Likelihood:
 
     def _scalars(self, theta: np.ndarray):
         kg, kp = self.kg, self.kp
-        z = self.Xg @ theta[:kg]
-        u = self.Xp @ theta[kg : kg + kp]
+        z = self.D[:, self.gate_cols] @ theta[:kg]
+        u = self.D[:, self.prompt_cols] @ theta[kg : kg + kp]
         v = np.full(self.n, theta[kg + kp])
         return z, u, v
 
+    def _pass(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The kernel's 10 vectors at ``theta``; the last pass is kept, so that an optimiser's
+        accepted trial point costs no second pass when its gradient and Hessian are asked for."""
+        if self._last is None or not np.array_equal(self._last[0], theta):
+            self._last = (np.array(theta, dtype=float), self._deriv(*self._scalars(theta), self.y, self.logf0))
+        return self._last[1]
+
     def pointwise(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each observation's log-likelihood (n,) and the prompt's responsibility (n,)."""
-        return self._value(*self._scalars(theta), self.y, self.logf0)
+        with _LOCK:
+            fn = _value_kernel(*self._key)
+        return fn(*self._scalars(theta), self.y, self.logf0)
 
     def value(self, theta: np.ndarray) -> float:
         """The total log-likelihood."""
-        return float(self.pointwise(theta)[0].sum())
+        return float(self._pass(theta)[0].sum())
+
+    def _weighted_grams(self, weights) -> np.ndarray:
+        """``D' diag(w) D`` for each ``w`` in ``weights``, stacked: shape (len(weights) * k, k).
+
+        Chunks of observations are weighted into one preallocated buffer and multiplied by
+        ``D`` in a single BLAS call each (fresh n-by-k temporaries cost more than the product).
+        """
+        k = self.D.shape[1]
+        buf, out = self._buf, np.zeros((len(weights) * k, k))
+        for start in range(0, self.n, buf.shape[1]):
+            stop = min(self.n, start + buf.shape[1])
+            DT = self.DT[:, start:stop]
+            for j, w in enumerate(weights):
+                np.multiply(DT, w[start:stop], out=buf[j * k : (j + 1) * k, : stop - start])
+            out += buf[: len(weights) * k, : stop - start] @ self.D[start:stop]
+        return out
 
     def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
-        if self._deriv is None:
-            with _LOCK:
-                self._deriv = _derivative_kernel(*self._key)
-        l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._deriv(*self._scalars(theta), self.y, self.logf0)
-        Xg, Xp = self.Xg, self.Xp
-        grad = np.concatenate([Xg.T @ Lz, Xp.T @ Lu, [Lv.sum()]])
-        hgg = Xg.T @ (Lzz[:, None] * Xg)
-        hgp = Xg.T @ (Lzu[:, None] * Xp)
-        hpp = Xp.T @ (Luu[:, None] * Xp)
-        hgv, hpv = Xg.T @ Lzv, Xp.T @ Luv
+        l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._pass(theta)
+        g, p, k = self.gate_cols, self.prompt_cols, self.D.shape[1]
+        V = self.DT @ np.column_stack([Lz, Lu, Lzv, Luv])
+        G = self._weighted_grams((Lzz, Lzu, Luu))
+        Gzz, Gzu, Guu = G[:k], G[k : 2 * k], G[2 * k :]
+        grad = np.concatenate([V[g, 0], V[p, 1], [Lv.sum()]])
+        hgv, hpv = V[g, 2], V[p, 3]
         hess = np.block(
             [
-                [hgg, hgp, hgv[:, None]],
-                [hgp.T, hpp, hpv[:, None]],
+                [Gzz[g, g], Gzu[g, p], hgv[:, None]],
+                [Gzu[g, p].T, Guu[p, p], hpv[:, None]],
                 [hgv[None, :], hpv[None, :], np.array([[Lvv.sum()]])],
             ]
         )
