@@ -8,6 +8,7 @@ A frozen pre-trained expert ``f0`` mixed with a trainable Gaussian prompt
 """
 
 from bayescmoe.data import read_csv, write_csv
+from bayescmoe.em import fit_em
 from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import (
     BayescmoeError,
@@ -42,6 +43,7 @@ __all__ = [
     "SpecError",
     "WEAK_PRIORS",
     "build_model",
+    "fit_em",
     "fit_map",
     "fit_mle",
     "list_specs",

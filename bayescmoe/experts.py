@@ -34,12 +34,16 @@ class Expert:
         ``phi`` on pytensor variables.
     numpy : callable
         ``phi`` on numpy arrays.
+    derivative : callable
+        ``phi'`` on numpy arrays (the EM's M-step uses it; tests check it against
+        finite differences).
     """
 
     name: str
     formula: str
     tensor: Callable
     numpy: Callable
+    derivative: Callable
 
     def __call__(self, z):
         """Apply ``phi`` to a pytensor variable or a numpy array."""
@@ -56,14 +60,24 @@ def _gelu_numpy(z):
     return z * special.ndtr(z)
 
 
+def _gelu_derivative(z):
+    return special.ndtr(z) + z * np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+
+
+def _sigmoid_derivative(z):
+    s = special.expit(z)
+    return s * (1.0 - s)
+
+
 EXPERTS: dict[str, Expert] = {
     e.name: e
     for e in (
-        Expert("linear", "z", lambda z: z, lambda z: z),
-        Expert("tanh", "tanh(z)", pt.tanh, np.tanh),
-        Expert("sigmoid", "1 / (1 + exp(-z))", pt.sigmoid, special.expit),
-        Expert("gelu", "z * Phi(z), Phi the standard normal CDF", _gelu_tensor, _gelu_numpy),
-        Expert("relu", "max(0, z)", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0)),
+        Expert("linear", "z", lambda z: z, lambda z: z, np.ones_like),
+        Expert("tanh", "tanh(z)", pt.tanh, np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+        Expert("sigmoid", "1 / (1 + exp(-z))", pt.sigmoid, special.expit, _sigmoid_derivative),
+        Expert("gelu", "z * Phi(z), Phi the standard normal CDF", _gelu_tensor, _gelu_numpy, _gelu_derivative),
+        Expert("relu", "max(0, z)", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0),
+               lambda z: (z > 0).astype(float)),
     )
 }
 

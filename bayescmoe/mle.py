@@ -29,7 +29,7 @@ from bayescmoe.priors import resolve_priors
 from bayescmoe.results import FitResult
 from bayescmoe.spec import Spec, load_spec
 
-__all__ = ["fit_mle", "fit_map", "random_starts"]
+__all__ = ["fit_mle", "fit_map", "random_starts", "resolve_starts", "single_threaded_blas"]
 
 Init = Literal["multistart", "truth"] | Mapping[str, Any]
 #: Rows of the subsample on which starts are run first when the data have more than twice as many.
@@ -212,6 +212,19 @@ def _given_start(spec: Spec, params: Mapping[str, Any], what: str) -> np.ndarray
     return theta
 
 
+def resolve_starts(spec: Spec, y: np.ndarray, init: Init, n_starts: int, rng) -> tuple[list[np.ndarray], str]:
+    """The starting points that ``init`` asks for, checked against the box, and their label."""
+    if isinstance(init, Mapping):
+        return [_given_start(spec, init, "given")], "given"
+    if isinstance(init, str) and init == "truth":
+        return [_given_start(spec, spec.truth_at(len(y)), "truth")], "truth"
+    if isinstance(init, str) and init == "multistart":
+        if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
+            raise FitError(f"n_starts must be a positive integer, got {n_starts!r}")
+        return random_starts(spec, y, n_starts, rng), "multistart"
+    raise FitError(f"init must be 'multistart', 'truth' or a dict of parameters, got {init!r}")
+
+
 def _run(problem: _Problem, starts, spec: Spec, maxiter: int) -> list[OptimizeResult]:
     lower, upper = spec.bounds_arrays()
     return [newton_box(problem.fgh, problem.f, s, lower, upper, maxiter=maxiter) for s in starts]
@@ -249,16 +262,7 @@ def _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter,
     spec = load_spec(spec).with_bounds(bounds)
     X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
     rng = np.random.default_rng(seed)
-    if isinstance(init, Mapping):
-        starts, start = [_given_start(spec, init, "given")], "given"
-    elif init == "truth":
-        starts, start = [_given_start(spec, spec.truth_at(len(y)), "truth")], "truth"
-    elif init == "multistart":
-        if isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1:
-            raise FitError(f"n_starts must be a positive integer, got {n_starts!r}")
-        starts, start = random_starts(spec, y, n_starts, rng), "multistart"
-    else:
-        raise FitError(f"init must be 'multistart', 'truth' or a dict of parameters, got {init!r}")
+    starts, start = resolve_starts(spec, y, init, n_starts, rng)
     if subsample is not None and (isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1):
         raise FitError(f"subsample must be a positive integer or None, got {subsample!r}")
     if subsample is not None:
@@ -322,7 +326,7 @@ def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_star
     nobs = problem.lik.n
     cov, at_bound, eig = _covariance(spec, best, nobs)
     if best.converged:
-        message = f"converged in {best.n_iter} Newton iterations"
+        message = f"converged in {best.n_iter} {'EM' if method == 'em' else 'Newton'} iterations"
     else:
         message = (
             f"did not converge: {best.status.value} after {best.n_iter} iterations; try "

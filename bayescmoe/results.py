@@ -138,7 +138,8 @@ class FitResult:
             f"{self.method.upper()} of {self.spec.name}  ({self.spec.gating} gating, "
             f"f0 {self.spec.pretrained.family}/{self.spec.pretrained.expert}, prompt {self.spec.prompt.expert})",
             f"n = {self.nobs}   log-likelihood = {self.loglik:.6f}   AIC = {self.aic:.3f}   BIC = {self.bic:.3f}",
-            f"{self.status} after {self.n_iter} Newton iterations ({self.start}, {self.n_starts} "
+            f"{self.status} after {self.n_iter} {'EM' if self.method == 'em' else 'Newton'} iterations "
+            f"({self.start}, {self.n_starts} "
             f"start{'s' if self.n_starts != 1 else ''}) in {self.seconds:.2f} s",
         ]
         width = max(len(label) for label in self.labels)

@@ -200,3 +200,16 @@ def test_multistart_finds_an_optimum_at_least_as_good_as_starting_at_the_truth(n
         oracle = bc.fit_mle(spec, X, y, init="truth")
         blind = bc.fit_mle(spec, X, y, seed=rep)
         assert blind.loglik >= oracle.loglik - 1e-6 * abs(oracle.loglik)
+
+
+@pytest.mark.parametrize("name", ["softmax_eta_merging", "softmax_distinguishable", "constant_gaussian_tanh"])
+def test_coarse_to_fine_reaches_the_plain_newton_optimum(name):
+    # the subsample ladder is a speed-up only: the optimum must be the one of Newton on all rows
+    spec = bc.load_spec(name)
+    X, y, truth = bc.simulate(spec, 40_000, seed=77)
+    fast = bc.fit_mle(spec, X, y, init="truth")
+    plain = bc.fit_mle(spec, X, y, init="truth", subsample=None)
+    assert fast.loglik == pytest.approx(plain.loglik, rel=1e-12)
+    np.testing.assert_allclose(fast.theta, plain.theta, atol=1e-4 * np.sqrt(np.diag(plain.cov)).max())
+    with pytest.raises(bc.FitError, match="subsample must be a positive integer or None"):
+        bc.fit_mle(spec, X, y, subsample=0)
