@@ -88,8 +88,8 @@ def cmd_fit(args) -> int:
 
     spec = bc.load_spec(args.spec)
     X, y = bc.read_csv(args.data, spec, x_columns=args.x_columns, y_column=args.y_column)
-    options = dict(init=args.init, n_starts=args.n_starts, seed=args.seed)
-    fit = bc.fit_map(spec, X, y, **options) if args.map else bc.fit_mle(spec, X, y, **options)
+    estimator = {"mle": bc.fit_mle, "map": bc.fit_map, "em": bc.fit_em}[args.method]
+    fit = estimator(spec, X, y, init=args.init, n_starts=args.n_starts, seed=args.seed)
     print(fit.to_json() if args.json else fit.summary(alpha=args.alpha))
     return 0 if fit.converged else 1
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "fit",
-        help="fit the MLE (or MAP) to a CSV file",
+        help="fit the MLE (or MAP, or EM) to a CSV file",
         description="Fit the maximum-likelihood estimate of SPEC's parameters to the data in a CSV "
         "file and print estimates, standard errors and intervals. Exit status 1 if the optimiser "
         "did not converge.",
@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting points: random multistart (default) or the spec's truth at n")
     p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts (default 10)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts (default 0)")
-    p.add_argument("--map", action="store_true", help="MAP under the weakly informative priors instead of the MLE")
+    p.add_argument("--method", choices=["mle", "map", "em"], default="mle",
+                   help="mle: Newton MLE (default); map: MAP under the weakly informative priors; "
+                   "em: the MLE by the papers' EM algorithm")
     p.add_argument("--alpha", type=float, default=0.05, help="interval level 1 - alpha (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_fit)

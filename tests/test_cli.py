@@ -40,6 +40,11 @@ def test_fit_table_and_specs(tmp_path):
     table = run("fit", "constant_gaussian_tanh", "--data", str(data))
     assert table.returncode == 0, table.stderr
     assert "MLE of constant_gaussian_tanh" in table.stdout and "lam" in table.stdout
+    em = run("fit", "constant_gaussian_tanh", "--data", str(data), "--method", "em", "--json")
+    assert em.returncode == 0, em.stderr
+    mle = run("fit", "constant_gaussian_tanh", "--data", str(data), "--json")
+    assert json.loads(em.stdout)["method"] == "em"
+    assert json.loads(em.stdout)["loglik"] == pytest.approx(json.loads(mle.stdout)["loglik"], rel=1e-8)
     specs = run("specs")
     assert specs.returncode == 0
     for name in bc.list_specs():
