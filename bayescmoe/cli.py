@@ -94,6 +94,103 @@ def cmd_fit(args) -> int:
     return 0 if fit.converged else 1
 
 
+class _Progress:
+    """A progress bar with ETA on stderr (the studies report through a callback; they never print)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.t0, self.first, self.drawn = enabled, None, 0, 0.0
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.t0 is None or done < self.first:
+            self.t0, self.first = now, done
+        if done < total and now - self.drawn < 0.25:  # redraw at most four times a second
+            return
+        self.drawn = now
+        spent = now - self.t0
+        rate = (done - self.first) / spent if spent > 0 else 0.0
+        eta = f"{(total - done) / rate:5.0f} s left" if rate > 0 else "  ... "
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} fits, {eta}")
+        if done >= total:
+            sys.stderr.write(f"  ({spent:.0f} s)\n")
+            self.t0 = None
+        sys.stderr.flush()
+
+
+def _fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_rate_table(rows) -> None:
+    print(f"{'setting':<24} {'parameter':<9} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
+          f"{'Fisher':>6} {'fits':>5} {'failed':>6} {'bound':>5}")
+    for r in rows:
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        print(f"{r.setting:<24} {r.parameter:<9} {r.theory_text:>6} {r.paper or '-':>10} {_fmt(r.empirical):>6} "
+              f"{ci:>14} {_fmt(r.local):>6} {r.n_fits:>5} {r.n_failed:>6} {r.n_bound:>5}")
+    starts = sorted({r.start for r in rows})
+    print("rates r of loss ~ n^-r: least squares on log mean loss over n, bootstrap 95% CI over replications;"
+          f" start: {', '.join(starts)}.\nFisher: the slope the expected Fisher information at the truth along "
+          "the grid predicts (local asymptotics, MODEL.md section 5); theory: the minimax rate of section 4.")
+    for r in rows:
+        if r.theory is None:
+            print(f"  {r.setting} {r.parameter}: {r.theory_reason}")
+
+
+def _print_cutoffs(rows) -> None:
+    print("\nhow each slope moves with the lower cut-off n0 (rate [95% CI] over n >= n0):")
+    for r in rows:
+        moves = "  ".join(f"{m['n0']}: {_fmt(m['empirical'])}" for m in r.by_n0)
+        print(f"  {r.setting} {r.parameter:<8} {moves}")
+
+
+def cmd_rates(args) -> int:
+    from bayescmoe.studies.rates import Start, n_grid, rate_table, run_rates
+
+    study = run_rates(args.spec, n_grid(args.n_min, args.n_max, args.num_n), args.reps, seed=args.seed,
+                      start=Start(args.init), store=args.store, workers=args.workers, scheduler=args.scheduler,
+                      progress=lambda d, t, bar=_Progress(not args.json): bar(args.spec, d, t))
+    table = rate_table(study, n0=args.n0, local=True)
+    if args.plots:
+        from bayescmoe.studies.plots import plot_study
+
+        plot_study(study, table, args.plots)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in table], indent=2))
+    else:
+        _print_rate_table(table)
+        _print_cutoffs(table)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from bayescmoe.studies.plots import plot_study
+    from bayescmoe.studies.reproduce import reproduce
+
+    scale = "paper" if args.paper else "quick"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = reproduce(scale, out / f"store-{scale}.sqlite", workers=args.workers, scheduler=args.scheduler,
+                        progress=_Progress(not args.json))
+    rows = [row for _, table in results for row in table]
+    for study, table in results:
+        plot_study(study, table, out)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        _print_rate_table(rows)
+        print(f"\nplots and the store of every fit: {out}/")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -145,6 +242,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05, help="interval level 1 - alpha (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_fit)
+
+    cores = os.cpu_count() or 1
+    p = sub.add_parser(
+        "rates",
+        help="a convergence-rate study of one spec",
+        description="Fit the MLE on REPS datasets at each of NUM_N sample sizes log-spaced over "
+        "[N_MIN, N_MAX] (the truth at each n through the spec's schedules), record every fit in the "
+        "SQLite store (the same command again resumes), and print each loss's empirical rate with a "
+        "bootstrap CI beside the theoretical one.",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--n-min", type=_positive_int, required=True)
+    p.add_argument("--n-max", type=_positive_int, required=True)
+    p.add_argument("--num-n", type=_positive_int, required=True, help="number of sample sizes")
+    p.add_argument("--reps", type=_positive_int, required=True, help="replications per sample size")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
+    p.add_argument("--store", required=True, help="SQLite file of the fits (created or resumed)")
+    p.add_argument("--init", choices=["perturbed", "truth", "multistart"], default="perturbed",
+                   help="starts: the truth perturbed by noise shrinking as n^-1/4 (default), the truth, "
+                   "or random multistart")
+    p.add_argument("--n0", type=_nonnegative_int, default=0, help="fit the slopes over n >= N0 only")
+    p.add_argument("--workers", type=_positive_int, default=cores, help=f"worker processes (default {cores})")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed scheduler instead")
+    p.add_argument("--plots", metavar="DIR", help="write log-log plots (PNG and SVG) to DIR")
+    p.add_argument("--json", action="store_true", help="print the table as JSON, no progress bar")
+    p.set_defaults(func=cmd_rates)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the convergence-rate tables of arXiv 2505.18455 (the main job)",
+        description="Run the rate studies of softmax_distinguishable, softmax_eta_merging and "
+        "softmax_nu_merging, print theory, the paper's empirical rate and ours with its CI side by "
+        "side, and write the plots. --quick (the default) takes about a minute on 2 cores; --paper "
+        "runs the literature's scale (40 replications x 50 sample sizes). Runs resume from the store "
+        "in --out.",
+    )
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
+    scale.add_argument("--paper", action="store_true", help="the paper's scale")
+    p.add_argument("--out", default="bayescmoe-reproduce", help="directory of the store and the plots")
+    p.add_argument("--workers", type=_positive_int, default=cores, help=f"worker processes (default {cores})")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed scheduler instead")
+    p.add_argument("--json", action="store_true", help="print the table as JSON, no progress bar")
+    p.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from scipy import special, stats
 
 from bayescmoe.exceptions import SpecError
 
@@ -36,6 +37,8 @@ class Family:
         ``dist(mu, scale, df) -> pm.Distribution.dist(...)``.
     sample : callable
         ``sample(rng, mu, scale, df) -> ndarray`` of the shape of ``mu``.
+    logpdf : callable
+        ``logpdf(y, mu, scale, df) -> ndarray``, numpy (the density loss uses it).
     """
 
     name: str
@@ -43,11 +46,18 @@ class Family:
     needs_df: bool
     dist: Callable
     sample: Callable
+    logpdf: Callable
 
 
 def _f64(value):
     """A float64 tensor: pytensor would otherwise turn a Python float such as 0.5 into float32."""
     return value if isinstance(value, pt.TensorVariable) else pt.constant(np.float64(value))
+
+
+def _student_t_logpdf(y, mu, scale, df):
+    z = (y - mu) / scale
+    const = special.gammaln((df + 1) / 2) - special.gammaln(df / 2) - 0.5 * np.log(df * np.pi) - np.log(scale)
+    return const - (df + 1) / 2 * np.log1p(z * z / df)
 
 
 FAMILIES: dict[str, Family] = {
@@ -59,6 +69,7 @@ FAMILIES: dict[str, Family] = {
             False,
             lambda mu, scale, df=None: pm.Normal.dist(mu=mu, sigma=pt.sqrt(_f64(scale))),
             lambda rng, mu, scale, df=None: rng.normal(mu, np.sqrt(scale)),
+            lambda y, mu, scale, df=None: stats.norm.logpdf(y, mu, np.sqrt(scale)),
         ),
         Family(
             "laplace",
@@ -66,6 +77,8 @@ FAMILIES: dict[str, Family] = {
             False,
             lambda mu, scale, df=None: pm.Laplace.dist(mu=mu, b=_f64(scale)),
             lambda rng, mu, scale, df=None: rng.laplace(mu, scale),
+            # the closed form: scipy's laplace.logpdf is log(pdf), -inf once the pdf underflows
+            lambda y, mu, scale, df=None: -np.log(2.0 * scale) - np.abs(y - mu) / scale,
         ),
         Family(
             "student_t",
@@ -73,6 +86,7 @@ FAMILIES: dict[str, Family] = {
             True,
             lambda mu, scale, df: pm.StudentT.dist(nu=_f64(df), mu=mu, sigma=_f64(scale)),
             lambda rng, mu, scale, df: mu + scale * rng.standard_t(df, size=np.shape(mu)),
+            _student_t_logpdf,
         ),
     )
 }

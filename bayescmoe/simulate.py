@@ -11,7 +11,7 @@ from bayescmoe.experts import get_expert
 from bayescmoe.families import get_family
 from bayescmoe.spec import Spec, load_spec
 
-__all__ = ["simulate", "draw_covariates", "gate_probability"]
+__all__ = ["simulate", "simulate_at", "draw_covariates", "gate_probability"]
 
 
 def draw_covariates(spec: Spec, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,12 +60,18 @@ def simulate(spec: Spec | str, n: int, seed: int | np.random.Generator | None = 
     """
     spec = load_spec(spec)
     truth = spec.truth_at(n)
+    X, y = simulate_at(spec, truth, n, seed)
+    return X, y, truth
+
+
+def simulate_at(spec: Spec, params: dict[str, Any], n: int, seed: int | np.random.Generator | None = None):
+    """Draw ``n`` observations at the parameters ``params`` (any point, not only the truth)."""
     rng = np.random.default_rng(seed)
     X = draw_covariates(spec, n, rng)
-    chosen = rng.random(n) < gate_probability(spec, X, truth)
+    chosen = rng.random(n) < gate_probability(spec, X, params)
     pre = spec.pretrained
     mu0 = get_expert(pre.expert)(X @ np.array(pre.eta) + pre.intercept)
     y0 = get_family(pre.family).sample(rng, mu0, pre.scale, pre.df)
-    mu = get_expert(spec.prompt.expert)(X @ truth["eta"] + truth.get("b", 0.0))
-    y1 = rng.normal(mu, np.sqrt(truth["nu"]))
-    return X, np.where(chosen, y1, y0), truth
+    mu = get_expert(spec.prompt.expert)(X @ np.asarray(params["eta"]) + params.get("b", 0.0))
+    y1 = rng.normal(mu, np.sqrt(params["nu"]))
+    return X, np.where(chosen, y1, y0)

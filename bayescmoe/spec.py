@@ -36,6 +36,7 @@ __all__ = [
     "list_specs",
     "spec_from_dict",
     "DEFAULT_BOUNDS",
+    "LOSSES",
 ]
 
 Gating = Literal["softmax", "constant"]
@@ -176,6 +177,8 @@ class Spec:
     bounds: Mapping[str, tuple[float, float]]
     schedules: tuple[Schedule, ...] = ()
     description: str = ""
+    paper: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    paper_source: str = ""
     source: str = field(default="<dict>", compare=False)
 
     # -- parameters ---------------------------------------------------------------------
@@ -276,6 +279,8 @@ class Spec:
             "truth": {k: list(v) if isinstance(v, tuple) else v for k, v in self.truth.items()},
             "bounds": {k: list(v) for k, v in self.bounds.items()},
         }
+        if self.paper:
+            out["paper"] = {"source": self.paper_source, "rates": dict(self.paper)}
         if self.schedules:
             out["truth"]["schedule"] = [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items() if v is not None}
@@ -373,7 +378,9 @@ def _number(table: _Table, key, value, low, high, open_low, open_high) -> float:
     return value
 
 
-_TOP = ("name", "description", "dim", "gating", "pretrained", "prompt", "covariates", "truth", "bounds")
+_TOP = ("name", "description", "dim", "gating", "pretrained", "prompt", "covariates", "truth", "bounds", "paper")
+#: The losses of MODEL.md section 3, by the names used in tables, stores and [paper] rates.
+LOSSES = ("beta", "tau", "exp_tau", "lam", "eta", "b", "nu", "density")
 
 
 def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", default_name: str = "custom") -> Spec:
@@ -399,8 +406,25 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", default_name
         truth=MappingProxyType(truth),
         bounds=MappingProxyType(bounds),
         schedules=schedules,
+        **_paper(top),
         source=source,
     )
+
+
+def _paper(top: _Table) -> dict[str, Any]:
+    """The optional [paper] table: the empirical rates a paper reported for this setting."""
+    if not top.has("paper"):
+        return {}
+    t = top.sub("paper", ("source", "rates"))
+    rates = t.get("rates")
+    if not isinstance(rates, dict):
+        raise t.fail("rates", "must be a table such as { beta = \"0.45\", exp_tau = \"0.23\" }")
+    for key, value in rates.items():
+        if key not in LOSSES:
+            raise t.fail("rates", f"has unknown loss {key!r}; allowed: {', '.join(LOSSES)}")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise t.fail("rates", f"value of {key!r} must be a number or a string such as \"0.37-0.39\"")
+    return {"paper": MappingProxyType({k: str(v) for k, v in rates.items()}), "paper_source": t.string("source", "")}
 
 
 def _pretrained(top: _Table, dim: int) -> Pretrained:

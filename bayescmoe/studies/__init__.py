@@ -1,0 +1,1 @@
+"""Simulation studies: convergence-rate experiments, their store, executors and plots."""

@@ -1,0 +1,163 @@
+"""The rate-study runner: slopes, the store, resuming, interruption, executors, plots, CLI."""
+
+import json
+from contextlib import closing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import bayescmoe as bc
+from bayescmoe.studies.rates import Start, empirical_rate, n_grid, rate_table, run_rates
+from bayescmoe.studies.store import Store, StoreError
+
+SPEC = "constant_gaussian_linear"  # 7 parameters: the cheapest named setting
+NS = [300, 1000, 3000]
+
+
+def count_fits(path):
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT COUNT(*) FROM fits").fetchone()[0]
+
+
+def synthetic_rows(rate, ns, reps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"n": n, "rep": r, "converged": True, "at_bound": False,
+             "losses": {"eta": 2.0 * n ** -rate * rng.lognormal(0.0, 0.3)}} for n in ns for r in range(reps)]
+
+
+def test_empirical_rate_recovers_a_known_slope_and_counts_failures():
+    ns = n_grid(1000, 100_000, 12)
+    rows = synthetic_rows(0.375, ns, 40)
+    fit = empirical_rate(rows, "eta")
+    assert fit["ci_low"] < 0.375 < fit["ci_high"] and abs(fit["empirical"] - 0.375) < 0.02
+    assert fit["n_fits"] == 480 and fit["n_failed"] == 0
+    failed = [{"n": 1000, "rep": 99, "converged": False, "at_bound": False, "losses": {"eta": 1e6}}]
+    again = empirical_rate(rows + failed, "eta")
+    assert again["empirical"] == fit["empirical"] and again["n_failed"] == 1  # counted, never averaged in
+    cut = empirical_rate(rows, "eta", n0=10_000)
+    assert cut["n_values"] == sum(n >= 10_000 for n in ns)
+
+
+def test_n_grid_and_start_labels():
+    assert n_grid(100, 100_000, 4) == [100, 1000, 10_000, 100_000]
+    assert Start().label == "perturbed(0.5 n^-0.25)" and Start("multistart").label == "multistart"
+    with pytest.raises(bc.FitError, match="start must be"):
+        Start("near")
+    with pytest.raises(bc.BayescmoeError, match="need n_min < n_max"):
+        n_grid(10, 5, 3)
+
+
+def test_study_records_every_loss_and_the_table_follows_theory(tmp_path):
+    store = tmp_path / "s.sqlite"
+    study = run_rates(SPEC, NS, reps=3, seed=1, store=store)
+    assert len(study.rows) == 9
+    row = study.rows[0]
+    assert {"lam", "eta", "b", "nu", "density", "density_se"} <= set(row["losses"])
+    assert row["spec_hash"] == bc.load_spec(SPEC).digest() and row["init"] == "perturbed(0.5 n^-0.25)"
+    table = {r.parameter: r for r in rate_table(study)}
+    assert table["density"].theory == 0.5 and table["lam"].theory is None
+    assert table["eta"].paper == "" and table["eta"].n_fits == 9
+    assert [m["n0"] for m in table["eta"].by_n0] == [300]
+    assert count_fits(store) == 9  # one row per fit, in plain SQL
+
+
+def test_resume_after_an_interruption_gives_the_same_table(tmp_path):
+    whole = rate_table(run_rates(SPEC, NS, reps=3, seed=2, store=tmp_path / "whole.sqlite"))
+
+    def stop_after_four(done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    part = tmp_path / "part.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        run_rates(SPEC, NS, reps=3, seed=2, store=part, progress=stop_after_four)
+    with Store(part) as db:
+        assert len(db.done(bc.load_spec(SPEC).digest(), Start().label, 2)) == 4
+    seen = []
+    resumed = rate_table(run_rates(SPEC, NS, reps=3, seed=2, store=part, progress=lambda d, t: seen.append(d)))
+    assert seen[0] == 4 and seen[-1] == 9  # skipped what was done
+    assert [r.to_dict() for r in resumed] == [r.to_dict() for r in whole]
+
+
+def test_workers_and_dask_give_the_same_fits(tmp_path):
+    from distributed import LocalCluster
+
+    inline = run_rates(SPEC, NS[:2], reps=2, seed=3)
+    pooled = run_rates(SPEC, NS[:2], reps=2, seed=3, workers=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask = run_rates(SPEC, NS[:2], reps=2, seed=3, scheduler=cluster.scheduler_address)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "recorded")} for r in rows]  # noqa: E731
+    assert strip(inline.rows) == strip(pooled.rows) == strip(dask.rows)
+
+
+def test_kill_minus_nine_loses_at_most_the_fits_in_flight(tmp_path):
+    store = tmp_path / "k.sqlite"
+    args = [sys.executable, "-m", "bayescmoe.cli", "rates", SPEC, "--n-min", "300", "--n-max", "3000", "--num-n", "3",
+            "--reps", "4", "--seed", "5", "--store", str(store), "--workers", "1", "--json"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            if count_fits(store) >= 3:
+                break
+        except sqlite3.OperationalError:
+            pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 3 <= count_fits(store) < 12
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = subprocess.run(args[:-5] + ["--store", str(tmp_path / "fresh.sqlite"), "--workers", "1", "--json"],
+                           capture_output=True, text=True, timeout=600)
+    assert json.loads(resumed.stdout) == json.loads(fresh.stdout)
+
+
+def test_plots_are_written(tmp_path):
+    from bayescmoe.studies.plots import plot_study
+
+    study = run_rates(SPEC, NS, reps=3, seed=1)
+    paths = plot_study(study, rate_table(study), tmp_path / "plots")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 5000 for p in paths)
+
+
+def test_store_rejects_a_file_that_is_not_sqlite(tmp_path):
+    bad = tmp_path / "text.sqlite"
+    bad.write_text("this is not a database\n" * 100)
+    with pytest.raises(StoreError, match="cannot use .* as a study store"):
+        Store(bad)
+
+
+def test_rates_cli_json_and_errors(tmp_path):
+    base = [sys.executable, "-m", "bayescmoe.cli", "rates", SPEC, "--n-min", "300", "--n-max", "3000", "--num-n", "3",
+            "--reps", "2", "--store", str(tmp_path / "c.sqlite"), "--workers", "1"]
+    out = subprocess.run(base + ["--json", "--plots", str(tmp_path / "p")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    table = json.loads(out.stdout)
+    assert {"setting", "parameter", "theory", "empirical", "ci_low", "ci_high"} <= set(table[0])
+    assert out.stderr == "" and (tmp_path / "p" / f"{SPEC}_rates.svg").exists()
+    text = subprocess.run(base, capture_output=True, text=True, timeout=600)
+    assert "how each slope moves with the lower cut-off" in text.stdout and "constant gating with a Gaussian f0" in text.stdout
+    fresh = base[:-4] + ["--store", str(tmp_path / "d.sqlite"), "--scheduler", "tcp://127.0.0.1:9"]
+    bad = subprocess.run(fresh, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Dask scheduler" in bad.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_quick_meets_its_accuracy(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bayescmoe.cli", "reproduce", "--quick", "--json", "--out",
+                          str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {r["setting"] for r in rows} == {"softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging"}
+    for r in rows:
+        if r["setting"] == "softmax_distinguishable":
+            assert abs(r["empirical"] - 0.5) <= 0.1, r
+        assert r["ci_low"] <= r["empirical"] <= r["ci_high"]
+    assert len(list(tmp_path.glob("*_rates.png"))) == 3
