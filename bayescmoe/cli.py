@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -141,6 +142,34 @@ def _print_rate_table(rows) -> None:
     for r in rows:
         if r.theory is None:
             print(f"  {r.setting} {r.parameter}: {r.theory_reason}")
+    _print_disagreements(rows)
+
+
+def _print_disagreements(rows) -> None:
+    """Every rate that misses its theory by more than 0.05 (or whose CI misses it), with the evidence:
+    the slope over the region without estimates on the box and over the upper half of the grid (in
+    log n), each beside the slope the local Fisher information predicts over the same range."""
+    missed = [r for r in rows if r.agrees is False]
+    if not missed:
+        return
+    print("\nwhere ours is not within 0.05 of the theory with its CI covering it, the evidence "
+          "(ours [95% CI] / local Fisher, over n >= n0):")
+    for r in missed:
+        parts = [f"ours {_fmt(r.empirical)} vs theory {r.theory_text}"]
+        if r.n_bound:
+            parts.append(f"{r.n_bound} fits on the box, none from n = {r.regular_n0} on"
+                         if r.regular_n0 else f"{r.n_bound} fits on the box")
+        cuts = [m for m in r.by_n0 if m["empirical"] is not None]
+        if cuts:
+            centre = math.sqrt(cuts[0]["n0"] * r.by_n0[-1]["n0"])
+            middle = min(cuts, key=lambda m: abs(math.log(m["n0"] / centre)))
+            regular = next((m for m in cuts if m["n0"] == r.regular_n0), None)
+            for m in [regular, middle] if regular not in (None, middle) else [middle]:
+                parts.append(f"n0 = {m['n0']}: {_fmt(m['empirical'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+                             f" / {_fmt(m['local'])}")
+        print(f"  {r.setting} {r.parameter}: " + "; ".join(parts))
+    print("  (theory: minimax exponents, worst cases over classes of truths; local Fisher: the asymptotics at "
+          "this sequence of truths; notebooks/02_nondistinguishable_rates.ipynb varies n0 and c)")
 
 
 def _print_cutoffs(rows) -> None:

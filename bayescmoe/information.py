@@ -21,12 +21,14 @@ __all__ = ["expected_information", "predicted_losses"]
 
 
 def expected_information(spec: Spec | str, params: dict[str, Any] | None = None, *, n_mc: int = 200_000,
-                         seed: int = 0) -> np.ndarray:
+                         seed: int = 0, method: str = "scores") -> np.ndarray:
     """Per-observation expected Fisher information at ``params`` (default: the truth at n = 1).
 
-    A Monte Carlo average of the exact negative Hessian of the log-likelihood over ``n_mc``
-    observations simulated at ``params``; ordered as ``spec.layout``.  Its Monte Carlo error
-    shrinks as ``n_mc^-1/2``.
+    A Monte Carlo average over ``n_mc`` observations simulated at ``params``, ordered as
+    ``spec.layout``: of the outer products of the per-observation scores (``method="scores"``,
+    positive semi-definite by construction, so it stays usable where the information is nearly
+    singular), or of the exact negative Hessian (``method="hessian"``).  Both estimate the same
+    matrix (the information identity); their Monte Carlo error shrinks as ``n_mc^-1/2``.
 
     >>> import bayescmoe as bc
     >>> info = expected_information("softmax_distinguishable", n_mc=20_000)
@@ -36,8 +38,13 @@ def expected_information(spec: Spec | str, params: dict[str, Any] | None = None,
     spec = load_spec(spec)
     params = spec.truth_at(1) if params is None else params
     X, y = simulate_at(spec, params, n_mc, seed)
-    _, _, hess = Likelihood(spec, X, y).value_grad_hess(spec.layout.pack(params))
-    return -hess / n_mc
+    lik, theta = Likelihood(spec, X, y), spec.layout.pack(params)
+    if method == "scores":
+        scores = lik.scores(theta)
+        return scores.T @ scores / n_mc
+    if method == "hessian":
+        return -lik.value_grad_hess(theta)[2] / n_mc
+    raise ValueError(f"method must be 'scores' or 'hessian', got {method!r}")
 
 
 def predicted_losses(spec: Spec | str, ns: Sequence[int], *, n_mc: int = 200_000, seed: int = 0,
@@ -61,7 +68,8 @@ def predicted_losses(spec: Spec | str, ns: Sequence[int], *, n_mc: int = 200_000
             if block.shape[0] == 1:
                 mean = np.sqrt(2.0 / np.pi * block[0, 0])
             else:
-                root = np.linalg.cholesky(block)
+                w, V = np.linalg.eigh(block)
+                root = V * np.sqrt(np.clip(w, 0.0, None))
                 mean = float(np.linalg.norm(z[:, : block.shape[0]] @ root.T, axis=1).mean())
             out.setdefault(name, []).append(float(mean))
             if name == "tau":

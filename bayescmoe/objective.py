@@ -202,6 +202,12 @@ class Likelihood:
         """The total log-likelihood."""
         return float(self._pass(theta)[0].sum())
 
+    def scores(self, theta: np.ndarray) -> np.ndarray:
+        """Each observation's score (gradient of its log-likelihood), shape (n, p)."""
+        _, Lz, Lu, Lv, *_ = self._pass(theta)
+        D = self.D
+        return np.hstack([D[:, self.gate_cols] * Lz[:, None], D[:, self.prompt_cols] * Lu[:, None], Lv[:, None]])
+
     def _weighted_grams(self, weights) -> np.ndarray:
         """``D' diag(w) D`` for each ``w`` in ``weights``, stacked: shape (len(weights) * k, k).
 

@@ -29,9 +29,11 @@ from bayescmoe.studies.executors import run_tasks
 from bayescmoe.studies.store import Store
 from bayescmoe.theory import theoretical_rates
 
-__all__ = ["Start", "RateRow", "RateStudy", "run_rates", "rate_table", "empirical_rate", "n_grid"]
+__all__ = ["Start", "RateRow", "RateStudy", "run_rates", "rate_table", "empirical_rate", "n_grid", "schedule_variant"]
 
 BOOTSTRAP = 2000
+#: Sample sizes (at most) at which the local Fisher prediction is computed, and its Monte Carlo size.
+LOCAL_POINTS, LOCAL_MC = 12, 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,17 @@ def n_grid(n_min: int, n_max: int, num: int) -> list[int]:
     if not (isinstance(num, int) and num >= 2 and 1 <= n_min < n_max):
         raise BayescmoeError(f"need n_min < n_max and at least 2 sizes, got {n_min}, {n_max}, {num}")
     return sorted({int(round(v)) for v in np.logspace(np.log10(n_min), np.log10(n_max), num)})
+
+
+def schedule_variant(spec: Spec | str, c: float) -> Spec:
+    """The spec with every schedule's constant set to ``c`` (named ``<name>_c<c>``), for c-sweeps."""
+    data = load_spec(spec).to_dict()
+    if not data["truth"].get("schedule"):
+        raise BayescmoeError(f"spec {data['name']!r} has no schedule to vary")
+    for schedule in data["truth"]["schedule"]:
+        schedule["c"] = c
+    data["name"] = f"{data['name']}_c{c:g}"
+    return spec_from_dict(data, source=f"{data['name']} (c = {c:g})")
 
 
 def fit_one(task: tuple) -> dict[str, Any]:
@@ -232,35 +245,75 @@ class RateRow:
     n0: int
     start: str
     local: float | None = None  # the slope the local Fisher-information scaling predicts (section 5)
-    by_n0: tuple = ()  # dicts {n0, empirical, ci_low, ci_high}: how the slope moves with the cut-off
+    by_n0: tuple = ()  # dicts {n0, empirical, ci_low, ci_high, local}: how the slope moves with the cut-off
+    # the same over the regular region: the n from which on no estimate ended on the box
+    regular_n0: int | None = None
+    regular: dict = field(default_factory=dict)  # {empirical, ci_low, ci_high, local}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def agrees(self) -> bool | None:
+        """Within 0.05 of the theory with the CI covering it (None without a theory or a slope)."""
+        if self.theory is None or self.empirical is None:
+            return None
+        return abs(self.empirical - self.theory) <= 0.05 and self.ci_low <= self.theory <= self.ci_high
+
+
+def regular_cutoff(rows: list[dict]) -> int | None:
+    """The smallest n of the grid above the last n where a fit ended on the box (None if it is the largest).
+
+    >>> regular_cutoff([{"n": 10, "at_bound": True}, {"n": 20, "at_bound": False}, {"n": 30, "at_bound": False}])
+    20
+    """
+    ns = sorted({r["n"] for r in rows})
+    bounded = [r["n"] for r in rows if r["at_bound"]]
+    if not bounded:
+        return ns[0] if ns else None
+    later = [n for n in ns if n > max(bounded)]
+    return later[0] if later else None
+
 
 def rate_table(study: RateStudy, n0: int = 0, cutoffs: Sequence[int] | None = None,
-               local: bool = False) -> list[RateRow]:
+               local: bool = False, local_mc: int = LOCAL_MC) -> list[RateRow]:
     """The study's rate table: theory, the paper's rate, ours with its CI, per loss.
 
     ``n0`` is the lower cut-off of the fitted range; ``cutoffs`` (default: the grid's sizes
     leaving at least three) are reported in ``by_n0`` to show how each slope moves with n0.
     ``local=True`` adds the slope predicted by the expected Fisher information at the truth
-    along the grid (:func:`bayescmoe.information.predicted_losses`; a few seconds per study).
+    along the grid (:func:`bayescmoe.information.predicted_losses` with ``local_mc`` simulated
+    observations per point; a few seconds per study).
     """
     theory = theoretical_rates(study.spec)
     cutoffs = list(cutoffs) if cutoffs is not None else study.ns[:-2]
-    fitted_ns = [n for n in study.ns if n >= n0]
-    predicted = predicted_losses(study.spec, fitted_ns) if local and len(fitted_ns) >= 2 else {}
+    # the prediction is smooth in n: a dozen points of the grid (and its ends) carry its slopes
+    step = max(1, len(study.ns) // LOCAL_POINTS)
+    local_ns = np.array(sorted(set(study.ns[::step]) | {study.ns[0], study.ns[-1]}))
+    predicted = predicted_losses(study.spec, local_ns, n_mc=local_mc) if local else {}
+    regular_n0 = regular_cutoff(study.rows)
+
+    def local_slope(loss, lower):
+        keep = local_ns >= lower
+        if loss not in predicted or keep.sum() < 2:
+            return None
+        return float(_slopes(np.log(local_ns[keep]), predicted[loss][keep]))
+
+    keep = ("empirical", "ci_low", "ci_high")
     rows = []
     for loss, rate in theory.items():
         main = empirical_rate(study.rows, loss, n0)
-        keep = ("n0", "empirical", "ci_low", "ci_high")
-        moves = tuple({k: v for k, v in empirical_rate(study.rows, loss, c).items() if k in keep} for c in cutoffs)
+        moves = tuple({"n0": c, "local": local_slope(loss, c)}
+                      | {k: v for k, v in empirical_rate(study.rows, loss, c).items() if k in keep} for c in cutoffs)
+        regular = {}
+        if regular_n0 is not None:
+            regular = {k: v for k, v in empirical_rate(study.rows, loss, max(n0, regular_n0)).items() if k in keep}
+            regular["local"] = local_slope(loss, max(n0, regular_n0))
         rows.append(RateRow(
             setting=study.spec.name, parameter=loss, theory=rate.exponent, theory_text=rate.text,
             theory_reason=rate.reason, paper=study.spec.paper.get(loss, ""), empirical=main["empirical"],
             ci_low=main["ci_low"], ci_high=main["ci_high"], n_fits=main["n_fits"], n_failed=main["n_failed"],
-            n_bound=main["n_bound"], n0=n0, start=study.start.label, by_n0=moves,
-            local=float(_slopes(np.log(fitted_ns), predicted[loss])) if loss in predicted else None,
+            n_bound=main["n_bound"], n0=n0, start=study.start.label, by_n0=moves, local=local_slope(loss, n0),
+            regular_n0=regular_n0, regular=regular,
         ))
     return rows
