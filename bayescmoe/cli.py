@@ -220,6 +220,61 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    import numpy as np
+
+    import bayescmoe as bc
+    from bayescmoe.identifiability import (
+        check_distinguishability, check_strong_identifiability, delta_scan, fisher_information, proposition_1,
+    )
+
+    spec = bc.load_spec(args.spec)
+    dist = check_distinguishability(spec, seed=args.seed)
+    strong = {e: check_strong_identifiability(e, seed=args.seed) for e in sorted({spec.prompt.expert, spec.pretrained.expert})}
+    info = fisher_information(spec, n=args.n, n_mc=args.n_mc, seed=args.seed)
+    sd = info.asymptotic_sd(args.n)
+    scan = None
+    if args.scan and proposition_1(spec) is False:
+        deltas = [1.0, 0.5, 0.25, 0.125, 0.0625]
+        scan = {p: delta_scan(spec, deltas, parameter=p, n=args.n, n_mc=args.n_mc, seed=args.seed) for p in ("eta", "nu")}
+    if args.json:
+        plain = lambda v: np.asarray(v).tolist()  # noqa: E731
+        out = {
+            "spec": spec.name,
+            "distinguishable": dist.distinguishable, "smallest_singular_value": dist.smallest_singular_value,
+            "tolerance": dist.tolerance, "proposition_1": dist.proposition_1, "explanation": dist.explanation,
+            "strongly_identifiable": {e: r.strongly_identifiable for e, r in strong.items()},
+            "fisher": {"n": args.n, "eigenvalues": plain(info.eigenvalues), "condition_number": info.condition_number,
+                       "asymptotic_sd": {k: plain(v) for k, v in sd.items()},
+                       "flattest_direction": info.flattest_direction()},
+        }
+        if scan:
+            out["delta_scan"] = {p: {"deltas": plain(r["deltas"]), "smallest_eigenvalue": plain(r["smallest_eigenvalue"]),
+                                     "sd": {k: plain(v) for k, v in r["sd"].items()}, "slopes": r["slopes"]}
+                                 for p, r in scan.items()}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{spec.name}: {'DISTINGUISHABLE' if dist.distinguishable else 'NOT DISTINGUISHABLE'}")
+    print(f"  {dist.explanation}")
+    for expert, r in strong.items():
+        print(f"expert {expert}: {'strongly identifiable' if r.strongly_identifiable else 'NOT strongly identifiable'}")
+        print(f"  {r.explanation}")
+    print(f"\nexpected Fisher information at the truth at n = {args.n} (Monte Carlo over {args.n_mc} draws):")
+    print("  eigenvalues: " + " ".join(f"{v:.3g}" for v in info.eigenvalues))
+    print(f"  condition number {info.condition_number:.3g}; flattest direction: "
+          + ", ".join(f"{lab} {w:+.2f}" for lab, w in info.flattest_direction()))
+    print(f"  asymptotic standard deviations at n = {args.n}:")
+    for name, value in sd.items():
+        shown = np.array2string(np.asarray(value), precision=4) if np.ndim(value) else f"{value:.4g}"
+        print(f"    {name:8s} {shown}")
+    if scan:
+        print("\nhow the asymptotic SDs scale with the distance Delta to the pre-trained expert (log-log slopes over "
+              f"Delta in {scan['eta']['deltas'].min():g}..{scan['eta']['deltas'].max():g}; SD ~ Delta^slope):")
+        for p, r in scan.items():
+            print(f"  moving {p:3s}: " + ", ".join(f"{k} {v:+.2f}" for k, v in r["slopes"].items()))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -272,7 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_fit)
 
-    cores = os.cpu_count() or 1
+    p = sub.add_parser(
+        "check",
+        help="distinguishability, strong identifiability and the Fisher information of a spec",
+        description="Test Definition 1 (distinguishability of the prompt from the pre-trained expert) and "
+        "Definition 2 (strong identifiability of the experts) numerically, compare with Proposition 1, and "
+        "print the expected Fisher information's spectrum and the asymptotic standard deviations at the "
+        "spec's truth. With --scan, for a Gaussian f0 with h0 = h, how those scale with the distance Delta.",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--n", type=_positive_int, default=10_000, help="sample size for the truth and the SDs")
+    p.add_argument("--n-mc", type=_positive_int, default=200_000, help="Monte Carlo draws for the information")
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--scan", action="store_true", help="add the Delta scan (non-distinguishable specs)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser(
         "rates",
         help="a convergence-rate study of one spec",
@@ -292,10 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starts: the truth perturbed by noise shrinking as n^-1/4 (default), the truth, "
                    "or random multistart")
     p.add_argument("--n0", type=_nonnegative_int, default=0, help="fit the slopes over n >= N0 only")
-    p.add_argument("--workers", type=_positive_int, default=cores, help=f"worker processes (default {cores})")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed scheduler instead")
     p.add_argument("--plots", metavar="DIR", help="write log-log plots (PNG and SVG) to DIR")
-    p.add_argument("--json", action="store_true", help="print the table as JSON, no progress bar")
+    _execution_options(p)
     p.set_defaults(func=cmd_rates)
 
     p = sub.add_parser(
@@ -311,11 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
     scale.add_argument("--paper", action="store_true", help="the paper's scale")
     p.add_argument("--out", default="bayescmoe-reproduce", help="directory of the store and the plots")
+    _execution_options(p)
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def _execution_options(p: argparse.ArgumentParser) -> None:
+    """Where the fits of a study run, and how its table is printed."""
+    cores = os.cpu_count() or 1
     p.add_argument("--workers", type=_positive_int, default=cores, help=f"worker processes (default {cores})")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed scheduler instead")
     p.add_argument("--json", action="store_true", help="print the table as JSON, no progress bar")
-    p.set_defaults(func=cmd_reproduce)
-    return parser
 
 
 def _one_line_warnings(message, category, filename, lineno, file=None, line=None):

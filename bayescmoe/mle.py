@@ -350,4 +350,5 @@ def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_star
         n_starts=n_starts,
         at_bound=at_bound,
         info_eigenvalues=eig,
+        loglik_pretrained=float(problem.lik.logf0.sum()),
     )

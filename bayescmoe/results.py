@@ -11,6 +11,10 @@ import numpy as np
 from scipy import stats
 
 from bayescmoe.spec import Spec
+from bayescmoe.theory import proposition_1
+
+#: Smallest/largest eigenvalue of the observed information below which summary() flags it.
+NEARLY_SINGULAR = 1e-6
 
 __all__ = ["FitResult"]
 
@@ -55,6 +59,8 @@ class FitResult:
         Eigenvalues of the observed information over the interior parameters
         (ascending); a tiny smallest one means the parameters are barely
         identified (for instance when distinguishability fails).
+    loglik_pretrained : float
+        Log-likelihood of the pre-trained expert alone (the model without a prompt).
     """
 
     spec: Spec
@@ -73,6 +79,7 @@ class FitResult:
     n_starts: int
     at_bound: np.ndarray
     info_eigenvalues: np.ndarray = field(repr=False)
+    loglik_pretrained: float = float("nan")
 
     # -- statsmodels-style accessors -----------------------------------------------------
     @property
@@ -161,14 +168,32 @@ class FitResult:
                 "beyond it, and their standard errors are not given."
             )
         eig = self.info_eigenvalues
-        if eig.size and (eig[0] <= 0 or eig[0] < 1e-8 * eig[-1]):
+        if eig.size and (eig[0] <= 0 or eig[0] < NEARLY_SINGULAR * eig[-1]):
             notes.append(
                 f"The observed information is {'singular' if eig[0] <= 0 else 'nearly singular'} "
                 f"(smallest/largest eigenvalue {eig[0] / eig[-1]:.2g}): some parameter combinations "
                 "are barely identified, as when the prompt and the pre-trained expert are not "
                 "distinguishable; standard errors are unreliable or undefined."
             )
+        lr = self.lr_against_pretrained
+        if np.isfinite(lr) and lr < stats.chi2.ppf(0.99, self.n_params):
+            why = ("the prompt and the pre-trained expert are then close to non-distinguishable: the gate's "
+                   "information vanishes with their distance (its standard errors grow like 1/distance)"
+                   if proposition_1(self.spec) is False else
+                   "the prompt is close to vanishing or to the pre-trained expert, and the gate's "
+                   "parameters are barely identified")
+            notes.append(
+                f"The fit is not significantly better than the pre-trained expert alone (likelihood ratio "
+                f"{lr:.3g} on {self.n_params} parameters, below the chi-square 99% point "
+                f"{stats.chi2.ppf(0.99, self.n_params):.3g}): {why}. Wald intervals are then unreliable; "
+                "check with `bayescmoe check` and prefer posterior intervals."
+            )
         return notes
+
+    @property
+    def lr_against_pretrained(self) -> float:
+        """``2 (loglik - loglik of the pre-trained expert alone)``: how much the prompt adds (NaN if unknown)."""
+        return 2.0 * (self.loglik - self.loglik_pretrained)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready content: estimates, standard errors, intervals and the fit's facts."""
@@ -188,6 +213,7 @@ class FitResult:
             "conf_int_95": {k: [plain(lo), plain(hi)] for k, (lo, hi) in ci.items()},
             "at_bound": [lab for lab, b in zip(self.labels, self.at_bound) if b],
             "loglik": self.loglik,
+            "lr_against_pretrained": self.lr_against_pretrained,
             "aic": self.aic,
             "bic": self.bic,
             "converged": self.converged,

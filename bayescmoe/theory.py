@@ -28,7 +28,7 @@ import numpy as np
 
 from bayescmoe.spec import Spec
 
-__all__ = ["Rate", "theoretical_rates", "STRONGLY_IDENTIFIABLE"]
+__all__ = ["Rate", "theoretical_rates", "proposition_1", "STRONGLY_IDENTIFIABLE"]
 
 #: Experts satisfying Definition 2 (strong identifiability) according to the seeds.
 STRONGLY_IDENTIFIABLE = ("tanh", "sigmoid", "gelu")
@@ -48,6 +48,18 @@ class Rate:
         if self.exponent is None:
             return "-"
         return str(Fraction(self.exponent).limit_denominator(64))
+
+
+def proposition_1(spec: Spec) -> bool | None:
+    """Proposition 1's verdict on distinguishability: True when f0 is not Gaussian, False when f0 is
+    Gaussian and the prompt can reproduce its mean (the same expert, and an intercept if the
+    pre-trained one is not 0), None when it does not decide."""
+    pre = spec.pretrained
+    if pre.family != "normal":
+        return True
+    if pre.expert == spec.prompt.expert and (spec.prompt.intercept or pre.intercept == 0.0):
+        return False
+    return None
 
 
 def _kappa(spec: Spec, parameter: str) -> float:
@@ -85,13 +97,13 @@ def theoretical_rates(spec: Spec) -> dict[str, Rate]:
 
 def _rate(spec: Spec, p: str) -> Rate:
     pre, prompt = spec.pretrained, spec.prompt
-    gaussian = pre.family == "normal"
+    verdict = proposition_1(spec)
     if spec.gating == "softmax":
-        if not gaussian:
+        if verdict:
             return Rate(p, 0.5, f"softmax, distinguishable ({pre.family} f0, Proposition 1): 1/2")
-        if pre.expert != prompt.expert:
-            return Rate(p, None, "Gaussian f0 with h0 != h: Proposition 1 does not decide distinguishability; "
-                                 "the seeds state no exponent")
+        if verdict is None:
+            return Rate(p, None, "Gaussian f0 whose mean the prompt cannot reproduce: Proposition 1 does not "
+                                 "decide distinguishability; the seeds state no exponent")
         if prompt.expert not in STRONGLY_IDENTIFIABLE:
             return Rate(p, None, f"not distinguishable and {prompt.expert} is not strongly identifiable: "
                                  "the seeds state no exponent")
@@ -100,7 +112,7 @@ def _rate(spec: Spec, p: str) -> Rate:
             how = " (tau by the delta method)" if p == "tau" else ""
             return Rate(p, 0.5 - 2 * kappa, f"softmax, not distinguishable, distance ~ n^-{kappa:g}: 1/2 - 2 kappa{how}")
         return Rate(p, 0.5 - kappa, f"softmax, not distinguishable, distance ~ n^-{kappa:g}: 1/2 - kappa")
-    if gaussian:
+    if not verdict:
         return Rate(p, None, "constant gating with a Gaussian f0: the seeds give no closed form")
     kappa = _kappa(spec, "lam")
     if p == "lam":

@@ -11,7 +11,7 @@ from bayescmoe.experts import EXPERTS
 from bayescmoe.families import FAMILIES
 from bayescmoe.information import predicted_losses
 from bayescmoe.losses import _conditional_density, hellinger, parameter_losses
-from bayescmoe.theory import theoretical_rates
+from bayescmoe.theory import proposition_1, theoretical_rates
 
 from helpers import make_spec
 
@@ -36,15 +36,16 @@ def test_named_specs_rates():
 @pytest.mark.parametrize("family, h0, h, gating", list(itertools.product(sorted(FAMILIES), sorted(EXPERTS), sorted(EXPERTS),
                                                                         ("softmax", "constant"))))
 def test_every_registry_combination_gets_a_rate_or_a_reason(family, h0, h, gating):
-    spec = make_spec(gating=gating, family=family, pre_expert=h0, prompt_expert=h)
+    spec = make_spec(gating=gating, family=family, pre_expert=h0, prompt_expert=h, intercept=(h0 == h))
     rates = theoretical_rates(spec)
     assert set(rates) == set(spec.param_names) | {"density"} | ({"exp_tau"} if gating == "softmax" else set())
     for rate in rates.values():
         assert rate.reason and (rate.exponent is None or 0 <= rate.exponent <= 0.5)
-    distinguishable = family != "normal"
-    if distinguishable:
+    verdict = proposition_1(spec)  # the helper's f0 has intercept 0.1: with h0 = h the prompt gets one too
+    assert verdict is (True if family != "normal" else (False if h0 == h else None))
+    if verdict:
         assert all(r.exponent == 0.5 for r in rates.values())
-    elif gating == "softmax" and h0 == h and h in ("tanh", "sigmoid", "gelu"):
+    elif verdict is False and gating == "softmax" and h in ("tanh", "sigmoid", "gelu"):
         # no schedule and a truth away from the pre-trained expert: the distance is fixed, kappa = 0
         assert all(r.exponent == 0.5 for r in rates.values())
     else:
