@@ -22,6 +22,7 @@ from bayescmoe.exceptions import (
 from bayescmoe.mle import fit_map, fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import loglik
+from bayescmoe.posterior import diagnose, posterior_sd, sample_posterior
 from bayescmoe.priors import WEAK_PRIORS, Prior
 from bayescmoe.results import FitResult
 from bayescmoe.simulate import simulate
@@ -43,13 +44,16 @@ __all__ = [
     "SpecError",
     "WEAK_PRIORS",
     "build_model",
+    "diagnose",
     "fit_em",
     "fit_map",
     "fit_mle",
     "list_specs",
     "load_spec",
     "loglik",
+    "posterior_sd",
     "read_csv",
+    "sample_posterior",
     "simulate",
     "spec_from_dict",
     "write_csv",

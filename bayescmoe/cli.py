@@ -49,6 +49,28 @@ def _columns(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _floats(text: str) -> list[float]:
+    """An argparse type: comma-separated positive numbers, at least two."""
+    try:
+        values = [float(c) for c in _columns(text)]
+    except ValueError:
+        values = []
+    if len(values) < 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected at least two comma-separated positive numbers, got {text!r}")
+    return values
+
+
+def _ints(text: str) -> list[int]:
+    """An argparse type: comma-separated integers >= 10."""
+    try:
+        values = [int(c) for c in _columns(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) < 10:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sample sizes of at least 10, got {text!r}")
+    return values
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -275,6 +297,76 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    from pathlib import Path
+
+    import arviz as az
+
+    import bayescmoe as bc
+    from bayescmoe.exceptions import BayescmoeError
+    from bayescmoe.posterior import diagnose
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise BayescmoeError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist; create it first")
+    spec = bc.load_spec(args.spec)
+    X, y = bc.read_csv(args.data, spec, x_columns=args.x_columns, y_column=args.y_column)
+    idata = bc.sample_posterior(spec, X, y, priors=args.priors, draws=args.draws, tune=args.tune, chains=args.chains,
+                                sampler=args.sampler, seed=args.seed, target_accept=args.target_accept,
+                                progressbar=not args.json, check=False)
+    try:
+        idata.to_netcdf(out, engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        raise BayescmoeError(f"cannot write {args.out}: {err}") from None
+    diag = diagnose(idata)
+    diag.warn()
+    summary = az.summary(idata, ci_prob=0.95)
+    if args.json:
+        print(json.dumps({"spec": spec.name, "out": str(out), "sampler": idata.posterior.attrs["sampler"],
+                          "summary": json.loads(summary.to_json(orient="index")), "diagnostics": diag.to_dict()},
+                         indent=2))
+    else:
+        print(f"{spec.name}: {diag.chains} chains x {diag.draws} draws ({idata.posterior.attrs['sampler']}, "
+              f"priors {idata.posterior.attrs['priors']}), started at the MLE; wrote {out}")
+        print(summary.to_string())
+        print(f"divergences {diag.divergences}; max R-hat "
+              f"{max(diag.r_hat.values(), default=float('nan')):.3f}; min bulk ESS {min(diag.ess_bulk.values()):.0f}; "
+              f"min tail ESS {min(diag.ess_tail.values()):.0f}: {'ok' if diag.ok else 'see the warnings'}")
+    return 0 if diag.ok else 1
+
+
+def _print_widening(study) -> None:
+    slopes_delta = [r for r in study.slopes("delta") if r["fixed"] == study.ns[-1]]
+    slopes_n = [r for r in study.slopes("n") if r["fixed"] in (study.deltas[0], study.deltas[-1])]
+    for title, rows in ((f"log posterior SD against log Delta at n = {study.ns[-1]}", slopes_delta),
+                        ("log posterior SD against log n", slopes_n)):
+        print(f"\n{title} (95% bootstrap CI over replications):")
+        print(f"{'family':<8} {'at':>7} {'param':<8} {'posterior':>9} {'CI':>16} {'paper':>6} {'Fisher':>7} "
+              f"{'MLE SE':>7}  reading")
+        for r in rows:
+            at = f"n={r['fixed']}" if r["against"] == "delta" else f"D={r['fixed']:g}"
+            ci = f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+            print(f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {r['paper']:+6.2f} "
+                  f"{_fmt(r['fisher']):>7} {_fmt(r['mle']):>7}  {r['why']}")
+
+
+def cmd_widening(args) -> int:
+    from bayescmoe.studies.plots import plot_widening
+    from bayescmoe.studies.widening import widening
+
+    study = widening(args.spec, args.deltas, args.ns, args.reps, counterpart_family=None if args.counterpart == "none"
+                     else args.counterpart, draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler,
+                     sensitivity=not args.no_sensitivity, seed=args.seed, directory=args.out, workers=args.workers,
+                     scheduler=args.scheduler, progress=_Progress(not args.json))
+    paths = plot_widening(study, args.out)
+    if args.json:
+        print(json.dumps(study.to_dict(), indent=2, default=float))
+    else:
+        _print_widening(study)
+        print(f"\nplots, posteriors and every cell (cells.jsonl, resumable): {args.out}/ ({len(paths)} figures)")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -342,6 +434,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", action="store_true", help="add the Delta scan (non-distinguishable specs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "sample",
+        help="sample the posterior with NUTS from the MLE and write it as netCDF",
+        description="Sample the posterior of SPEC's parameters given the data in a CSV file with NUTS "
+        "(nutpie when installed, PyMC's NUTS otherwise), every chain started at the MLE, and write the "
+        "ArviZ DataTree to --out (netCDF). Prints the summary (95% equal-tailed intervals) and the "
+        "diagnostics; exit status 1 if R-hat, ESS or divergences fail their checks.",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", required=True, help="CSV file with a header: covariates x1..xd and y")
+    p.add_argument("--out", required=True, help="netCDF file to write (e.g. posterior.nc)")
+    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
+                   help="covariate columns, in order (default x1..xd)")
+    p.add_argument("--y-column", default="y", help="response column (default y)")
+    p.add_argument("--priors", choices=["weak", "flat"], default="weak",
+                   help="weak: the weakly informative defaults (default); flat: uniform on the spec's box")
+    p.add_argument("--draws", type=_positive_int, default=1000, help="kept draws per chain (default 1000)")
+    p.add_argument("--tune", type=_nonnegative_int, default=1000, help="tuning steps per chain (default 1000)")
+    p.add_argument("--chains", type=_positive_int, default=4, help="chains (default 4)")
+    p.add_argument("--sampler", choices=["auto", "nutpie", "pymc"], default="auto",
+                   help="auto: nutpie when installed, else PyMC's NUTS")
+    p.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (default 0.8)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the MLE and the sampler (default 0)")
+    p.add_argument("--json", action="store_true", help="print summary and diagnostics as JSON, no progress bar")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "widening",
+        help="how the posterior widens as the prompt merges into the pre-trained expert",
+        description="At each distance Delta of the prompt from f0 and each n, sample the posterior on REPS "
+        "datasets of SPEC (normal f0 with h0 = h) and of its counterpart with a Laplace f0 of the same "
+        "variance; print the log-log slopes of the posterior SDs on Delta and on n with bootstrap CIs beside "
+        "the paper's rates, the local Fisher SDs and the MLE's standard errors; write plots and every cell "
+        "to --out (the same command again resumes).",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--deltas", type=_floats, default=[0.125, 0.25, 0.5, 1.0, 2.0], metavar="D1,D2,...",
+                   help="distances Delta (default 0.125,0.25,0.5,1,2)")
+    p.add_argument("--ns", type=_ints, default=[1000, 3000, 10000], metavar="N1,N2,...",
+                   help="sample sizes (default 1000,3000,10000)")
+    p.add_argument("--reps", type=_positive_int, default=3, help="datasets per cell (default 3)")
+    p.add_argument("--draws", type=_positive_int, default=500, help="kept draws per chain (default 500)")
+    p.add_argument("--tune", type=_nonnegative_int, default=500, help="tuning steps per chain (default 500)")
+    p.add_argument("--chains", type=_positive_int, default=2, help="chains (default 2)")
+    p.add_argument("--sampler", choices=["auto", "nutpie", "pymc"], default="pymc",
+                   help="pymc (default: compiles in seconds in each worker), nutpie or auto")
+    p.add_argument("--counterpart", choices=["laplace", "none"], default="laplace",
+                   help="the distinguishable counterpart's f0 family (default laplace)")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the wide-prior runs")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
+    p.add_argument("--out", default="bayescmoe-widening", help="directory of cells, posteriors and plots")
+    _execution_options(p)
+    p.set_defaults(func=cmd_widening)
 
     p = sub.add_parser(
         "rates",

@@ -114,7 +114,7 @@ def build_model(
         X_data = pm.Data("X", X, dims=("obs", "covariate"))
         y_data = pm.Data("y_data", y, dims="obs")
         p = {
-            name: model.register_rv(dist, name, dims="covariate" if name in ("beta", "eta") else None)
+            name: model.register_rv(dist, name, dims=("covariate",) if name in ("beta", "eta") else None)
             for name, dist in dists.items()
         }
         gate = X_data @ p["beta"] + p["tau"] if spec.gating == "softmax" else p["lam"]

@@ -76,6 +76,7 @@ def test_model_has_named_dims_and_swappable_data(rng):
     assert model.named_vars_to_dims["eta"] == ("covariate",)
     assert model.named_vars_to_dims["y"] == ("obs",)
     assert list(model.coords["covariate"]) == [f"x{i}" for i in range(1, 9)]
+    assert set(model.coords) == {"covariate", "obs"}  # a string dims= once registered each letter
     assert {v.name for v in model.free_RVs} == {"beta", "tau", "eta", "nu"}
     fn = model.compile_logp(vars=[model["y"]], jacobian=False)
     X2, y2, _ = bc.simulate(spec, 45, seed=9)

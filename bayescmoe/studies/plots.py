@@ -14,7 +14,7 @@ import numpy as np
 
 from bayescmoe.studies.rates import RateRow, RateStudy
 
-__all__ = ["plot_study"]
+__all__ = ["plot_study", "plot_widening"]
 
 LABELS = {"beta": r"$\|\hat\beta - \beta^*\|$", "tau": r"$|\hat\tau - \tau^*|$",
           "exp_tau": r"$|e^{\hat\tau} - e^{\tau^*}|$", "eta": r"$\|\hat\eta - \eta^*\|$",
@@ -71,3 +71,129 @@ def _panel(ax, study: RateStudy, row: RateRow) -> None:
     ax.set_xlabel("n")
     ax.set_title(LABELS.get(row.parameter, row.parameter), fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
+
+
+# -- widening studies ----------------------------------------------------------------------------
+
+WIDENING_LABELS = {"beta": r"$\beta$ (rms)", "tau": r"$\tau$", "exp_tau": r"$e^{\tau}$", "eta": r"$\eta$ (rms)",
+                   "b": "$b$", "nu": r"$\nu$"}
+FAMILY_COLORS = {"normal": "tab:red", "laplace": "tab:blue", "student_t": "tab:green"}
+
+
+def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Path]:
+    """The figures of a widening study (:mod:`bayescmoe.studies.widening`); returns their paths.
+
+    * ``widening_sd.png``: posterior SD against Delta at sample size ``n`` (default the largest),
+      log-log, per parameter and family: the mean over replications with its range, the local
+      Fisher SD (dashed), the MLE's mean standard error (crosses) and the paper's slope (dotted,
+      through the posterior SD at the largest Delta);
+    * ``widening_densities.png``: posterior densities at the largest and the smallest Delta side
+      by side (arviz_plots), for the spec's own family;
+    * ``widening_pair.png``: draws of (tau, beta_1) at the largest and the smallest Delta.
+
+    The last two need the posteriors saved by a study run with a ``directory``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    n = study.ns[-1] if n is None else n
+    table = [e for e in study.table() if e["n"] == n]
+    params = study.parameters
+    fig, axes = plt.subplots(1, len(params), figsize=(3.2 * len(params), 3.2), squeeze=False)
+    for ax, p in zip(axes[0], params):
+        for family in study.families:
+            rows = sorted((e for e in table if e["family"] == family), key=lambda e: e["delta"])
+            if not rows:
+                continue
+            color = FAMILY_COLORS.get(family, "k")
+            d = np.array([e["delta"] for e in rows])
+            cells = study._cells(family)
+            sds = [np.array([r["post_sd"][p] for r in cells[(e["delta"], n)]]) for e in rows]
+            mean = np.array([s.mean() for s in sds])
+            ax.errorbar(d, mean, yerr=[mean - [s.min() for s in sds], [s.max() for s in sds] - mean], fmt="o-",
+                        color=color, ms=4, lw=1, capsize=2, label=f"{family}: posterior SD")
+            fisher = np.array([np.nan if e["fisher_sd"][p] is None else e["fisher_sd"][p] for e in rows])
+            ax.plot(d, fisher, "--", color=color, lw=1, label=f"{family}: Fisher SD")
+            mle = np.array([np.nan if e["mle_se"][p] is None else e["mle_se"][p] for e in rows])
+            ax.plot(d, mle, "x", color=color, ms=6, label=f"{family}: MLE SE")
+            if family == "normal" and study._h0_is_h():
+                from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
+
+                slope = PAPER_DELTA_SLOPES[p]
+                ax.plot(d, mean[-1] * (d / d[-1]) ** slope, ":", color="k", lw=1.2,
+                        label=f"paper: Delta^{slope:g}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(study.deltas, [f"{v:g}" for v in study.deltas])
+        ax.minorticks_off()
+        ax.set_xlabel("Delta")
+        ax.set_title(WIDENING_LABELS.get(p, p), fontsize=10)
+    axes[0][0].set_ylabel(f"SD at n = {n}")
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.suptitle(f"{study.spec.name}: posterior SD as the prompt merges into f0 ({study.reps} replications)",
+                 fontsize=10)
+    fig.tight_layout()
+    paths = [directory / "widening_sd.png"]
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+    pair = _saved_posteriors(study, n)
+    if pair is not None:
+        paths += _plot_densities(pair, directory) + _plot_pair(pair, directory)
+    return paths
+
+
+def _saved_posteriors(study, n):
+    """The saved posteriors of the spec's own family at the largest and the smallest Delta, or None."""
+    import xarray as xr
+
+    if study.directory is None:
+        return None
+    family = study.spec.pretrained.family
+    out = {}
+    for delta in (study.deltas[-1], study.deltas[0]):
+        path = Path(study.directory) / "posterior" / f"{family}_delta{delta:g}_n{n}.nc"
+        if not path.exists():
+            return None
+        out[delta] = xr.open_datatree(path, engine="h5netcdf").posterior.to_dataset()
+    return out
+
+
+def _plot_densities(pair, directory: Path) -> list[Path]:
+    import arviz_plots as azp
+    import xarray as xr
+
+    deltas = list(pair)
+    post = xr.concat([pair[d].drop_attrs() for d in deltas], dim=xr.Variable("Delta", deltas))
+    shown = xr.Dataset({"tau": post["tau"], "nu": post["nu"], "beta_1": post["beta"].isel(covariate=0, drop=True),
+                        "eta_1": post["eta"].isel(covariate=0, drop=True)})
+    pc = azp.plot_dist(xr.DataTree.from_dict({"/posterior": shown}), cols=["__variable__", "Delta"], col_wrap=2,
+                       backend="matplotlib", figure_kwargs={"figsize": (7.5, 10)})
+    path = directory / "widening_densities.png"
+    pc.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    return [path]
+
+
+def _plot_pair(pair, directory: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pair), figsize=(4.2 * len(pair), 3.6), sharex=True, sharey=True, squeeze=False)
+    for ax, (delta, post) in zip(axes[0], pair.items()):
+        tau = post["tau"].values.ravel()
+        beta1 = post["beta"].isel(covariate=0).values.ravel()
+        r = np.corrcoef(tau, beta1)[0, 1]
+        ax.scatter(tau, beta1, s=4, alpha=0.35)
+        ax.set_title(f"Delta = {delta:g}: corr {r:+.2f}", fontsize=10)
+        ax.set_xlabel("tau")
+    axes[0][0].set_ylabel("beta_1")
+    fig.tight_layout()
+    path = directory / "widening_pair.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
