@@ -250,6 +250,9 @@ class WideningStudy:
                         "fisher": _slope(x, fisher), "mle": _slope(x, mle),
                         "wide_ratio_max": max((e["wide_ratio"][p] or np.nan for e in entries), default=np.nan),
                         "rhat_max": max(e["rhat_max"] for e in entries),
+                        "tau_mean_min": min(e["post_mean_tau"] for e in entries),
+                        "tau_true": float(self.spec.truth_at(1)["tau"]),
+                        "mle_at_bound": sum(e["mle_at_bound"] for e in entries),
                     }
                     row["agrees_paper"] = _covers(lo, hi, paper)
                     row["agrees_fisher"] = row["fisher"] is not None and _covers(lo, hi, row["fisher"])
@@ -282,6 +285,11 @@ def _why(row: dict[str, Any]) -> str:
     if row["agrees_paper"] and row["agrees_fisher"]:
         return "agrees with the paper's slope and the local Fisher slope"
     reasons = []
+    if row["tau_mean_min"] < row["tau_true"] - 2.5:
+        reasons.append(f"the posterior switches the prompt off where Delta is small (posterior mean tau down to "
+                       f"{row['tau_mean_min']:.1f} against tau* = {row['tau_true']:g}; {row['mle_at_bound']} MLEs on "
+                       "the box): f0 alone explains the data, exp(tau) is pinned near 0 and the prompt's other "
+                       "parameters fall back to their prior")
     if row["wide_ratio_max"] is not None and np.isfinite(row["wide_ratio_max"]) and row["wide_ratio_max"] > 1.2:
         reasons.append(f"the prior takes over: SD under wide priors is {row['wide_ratio_max']:.2f}x the weak-prior SD")
     if row["rhat_max"] is not None and np.isfinite(row["rhat_max"]) and row["rhat_max"] > 1.05:
