@@ -227,19 +227,60 @@ def cmd_reproduce(args) -> int:
     from bayescmoe.studies.reproduce import reproduce
 
     scale = "paper" if args.paper else "quick"
+    group = "constant" if args.constant else "softmax"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = reproduce(scale, out / f"store-{scale}.sqlite", workers=args.workers, scheduler=args.scheduler,
+    store = out / (f"store-{scale}.sqlite" if group == "softmax" else f"store-{group}-{scale}.sqlite")
+    results = reproduce(scale, store, group=group, workers=args.workers, scheduler=args.scheduler,
                         progress=_Progress(not args.json))
     rows = [row for _, table in results for row in table]
     for study, table in results:
         plot_study(study, table, out)
+    extra = _constant_analyses(results) if group == "constant" else {}
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        print(json.dumps({"rates": [r.to_dict() for r in rows], **extra} if extra else [r.to_dict() for r in rows],
+                         indent=2))
     else:
         _print_rate_table(rows)
+        if extra:
+            _print_constant_analyses(extra)
         print(f"\nplots and the store of every fit: {out}/")
     return 0
+
+
+def _constant_analyses(results) -> dict:
+    """Softmax against constant gating on the same data, and the b-nu coupling."""
+    from bayescmoe.studies.constant import coupling, gating_comparison
+
+    studies = {study.spec.name: study for study, _ in results}
+    return {
+        "softmax_vs_constant": gating_comparison(studies["softmax_studentt_vanishing"],
+                                                 studies["constant_studentt_vanishing"]),
+        "coupling": {name: coupling(studies[name]) for name in
+                     ("constant_gaussian_linear", "constant_gaussian_tanh", "constant_gaussian_linear_merging",
+                      "constant_gaussian_tanh_merging", "constant_studentt_linear")},
+    }
+
+
+def _print_constant_analyses(extra) -> None:
+    print("\nsoftmax against constant gating on the same datasets (softmax_studentt_vanishing vs "
+          "constant_studentt_vanishing; gate ~ 2 n^-1/4):")
+    print(f"{'param':<6} {'softmax rate':>22} {'constant rate':>22} {'difference':>22}   loss ratio softmax/constant "
+          "at the smallest and largest n")
+    for r in extra["softmax_vs_constant"]:
+        first, last = r["ratio_by_n"][0], r["ratio_by_n"][-1]
+        print(f"{r['parameter']:<6} {r['rate_softmax']:6.3f} [{r['ci_softmax'][0]:.3f}, {r['ci_softmax'][1]:.3f}] "
+              f"{r['rate_constant']:6.3f} [{r['ci_constant'][0]:.3f}, {r['ci_constant'][1]:.3f}] "
+              f"{r['rate_difference']:+6.3f} [{r['ci_difference'][0]:+.3f}, {r['ci_difference'][1]:+.3f}]   "
+              f"n={first['n']}: {first['ratio']:.2f} [{first['ci_low']:.2f}, {first['ci_high']:.2f}]; "
+              f"n={last['n']}: {last['ratio']:.2f} [{last['ci_low']:.2f}, {last['ci_high']:.2f}]")
+    print("\ncorrelation of (b_hat - b*, nu_hat - nu*) across replications (pooled over n, standardised per n; "
+          "95% Fisher-z CI):")
+    for name, rows in extra["coupling"].items():
+        pooled = rows[-1] if rows and rows[-1]["n"] is None else None
+        if pooled:
+            print(f"  {name:<34} {pooled['corr']:+.3f} [{pooled['ci_low']:+.3f}, {pooled['ci_high']:+.3f}] "
+                  f"over {pooled['fits']} fits")
 
 
 def cmd_check(args) -> int:
@@ -519,11 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         "softmax_nu_merging, print theory, the paper's empirical rate and ours with its CI side by "
         "side, and write the plots. --quick (the default) takes about a minute on 2 cores; --paper "
         "runs the literature's scale (40 replications x 50 sample sizes). Runs resume from the store "
-        "in --out.",
+        "in --out. --constant runs the constant-gating group of arXiv 2410.12258 instead.",
     )
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
     scale.add_argument("--paper", action="store_true", help="the paper's scale")
+    p.add_argument("--constant", action="store_true",
+                   help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
+                   "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling")
     p.add_argument("--out", default="bayescmoe-reproduce", help="directory of the store and the plots")
     _execution_options(p)
     p.set_defaults(func=cmd_reproduce)

@@ -90,7 +90,8 @@ class Schedule:
     """A true parameter that moves with ``n``.
 
     ``merge``: ``eta*(n) = eta0 + c n^-kappa u`` or ``nu*(n) = s0 + c n^-kappa``;
-    ``vanish``: ``lam*(n) = c n^-kappa``.
+    ``vanish``: ``lam*(n) = c n^-kappa`` (constant gating), or the softmax gate at x = 0,
+    ``sigmoid(tau*(n)) = c n^-kappa`` (so that with ``beta* = 0`` it matches a constant ``lam*``).
     """
 
     parameter: str
@@ -243,13 +244,14 @@ class Spec:
                 truth["eta"] = np.array(self.pretrained.eta) + shift * sch.unit_direction
             elif sch.parameter == "nu":
                 truth["nu"] = self.pretrained.scale + shift
-            else:  # lam, vanish
+            else:  # lam or tau, vanish
+                what = "lam*(n)" if sch.parameter == "lam" else "sigmoid(tau*(n))"
                 if not 0.0 < shift < 1.0:
                     raise SpecError(
-                        f"{self.source}: lam*(n) = c n^-kappa = {shift:.4g} at n = {n} is not in "
+                        f"{self.source}: {what} = c n^-kappa = {shift:.4g} at n = {n} is not in "
                         f"(0, 1); use a larger n or a smaller c"
                     )
-                truth["lam"] = shift
+                truth[sch.parameter] = shift if sch.parameter == "lam" else float(np.log(shift / (1.0 - shift)))
         return {k: truth[k] for k in self.param_names}
 
     # -- identity -------------------------------------------------------------------------
@@ -473,16 +475,18 @@ def _schedules(top: _Table, dim: int, gating: str, pre: Pretrained) -> tuple[Sch
     out, seen = [], set()
     for i, item in enumerate(raw):
         t = _Table(top.source, f"truth.schedule[{i}]", item, ("parameter", "form", "c", "kappa", "direction"))
-        param = t.choice("parameter", ("eta", "nu", "lam"))
+        param = t.choice("parameter", ("eta", "nu", "lam", "tau"))
         if param in seen:
             raise t.fail("parameter", f"{param!r} has a schedule already; give one schedule per parameter")
         seen.add(param)
-        form = t.choice("form", ("vanish",) if param == "lam" else ("merge",))
+        form = t.choice("form", ("vanish",) if param in ("lam", "tau") else ("merge",))
         if param == "lam" and gating != "constant":
             raise t.fail("parameter", "'lam' exists only with gating = \"constant\"")
+        if param == "tau" and gating != "softmax":
+            raise t.fail("parameter", "'tau' exists only with gating = \"softmax\"")
         if param == "nu" and pre.family != "normal":
             raise t.fail("parameter", f"a merge of 'nu' needs the normal pre-trained family, not {pre.family!r}")
-        c = t.number("c", low=0.0) if param in ("nu", "lam") else t.number("c")
+        c = t.number("c", low=0.0) if param in ("nu", "lam", "tau") else t.number("c")
         kappa = t.number("kappa", low=0.0, open_low=False)
         direction = None
         if param == "eta":

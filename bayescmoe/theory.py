@@ -12,7 +12,10 @@ The rules, from the seeds (arXiv 2505.18455 and 2410.12258):
   the coordinate that does not merge differs from the pre-trained value (the distance then
   stays bounded away from 0);
 * constant gating, distinguishable (non-Gaussian f0), lam* ~ n^-kappa (kappa = 0 without a
-  vanish schedule): r = 1/2 for lam, 1/2 - kappa for eta, b, nu.
+  vanish schedule): r = 1/2 for lam, 1/2 - kappa for eta, b, nu;
+* softmax gating, distinguishable, the gate at x = 0 vanishing as n^-kappa (a ``tau`` vanish
+  schedule): r = 1/2 for eta, b, nu, whatever kappa (arXiv 2505.18455: softmax gating removes the
+  1/lam* factor of constant gating); the seeds state no exponent for beta, tau, exp(tau) there.
 
 Everything else (ReLU or linear experts in the non-distinguishable softmax case, a Gaussian f0
 whose expert differs from the prompt's, constant gating with a Gaussian f0) has no exponent in
@@ -99,6 +102,12 @@ def _rate(spec: Spec, p: str) -> Rate:
     pre, prompt = spec.pretrained, spec.prompt
     verdict = proposition_1(spec)
     if spec.gating == "softmax":
+        if verdict and _kappa(spec, "tau") > 0:
+            if p in ("beta", "tau", "exp_tau"):
+                return Rate(p, None, "softmax gate vanishing at x = 0 as n^-kappa: the seeds state the prompt "
+                                     "parameters' rate only")
+            return Rate(p, 0.5, f"softmax, distinguishable ({pre.family} f0), gate ~ n^-{_kappa(spec, 'tau'):g}: "
+                                "1/2, no dependence on the vanishing gate (the seeds' claim for softmax gating)")
         if verdict:
             return Rate(p, 0.5, f"softmax, distinguishable ({pre.family} f0, Proposition 1): 1/2")
         if verdict is None:

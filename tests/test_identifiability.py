@@ -40,7 +40,7 @@ def test_distinguishability_agrees_with_proposition_1(family, h0, h):
 def test_named_specs_verdicts_and_where_they_fail():
     verdicts = {name: check_distinguishability(name) for name in bc.list_specs()}
     assert {n for n, r in verdicts.items() if not r.distinguishable} == {
-        "softmax_eta_merging", "softmax_nu_merging", "constant_gaussian_linear"}
+        "softmax_eta_merging", "softmax_nu_merging", "constant_gaussian_linear", "constant_gaussian_linear_merging"}
     failing = verdicts["softmax_eta_merging"]
     assert failing.worst_point == "closest to f0" and failing.smallest_singular_value < 1e-12
     assert verdicts["constant_gaussian_tanh"].proposition_1 is None and verdicts["constant_gaussian_tanh"].distinguishable

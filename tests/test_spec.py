@@ -17,6 +17,10 @@ NAMED = [
     "constant_studentt_linear",
     "constant_gaussian_linear",
     "constant_gaussian_tanh",
+    "constant_studentt_vanishing",
+    "softmax_studentt_vanishing",
+    "constant_gaussian_linear_merging",
+    "constant_gaussian_tanh_merging",
 ]
 
 VALID = """
@@ -97,6 +101,29 @@ def test_nu_merge_schedule_is_the_closed_form():
         np.testing.assert_array_equal(spec.truth_at(n)["eta"], spec.pretrained.eta)
 
 
+def test_tau_vanish_schedule_is_a_logit(tmp_path):
+    text = VALID + '[[truth.schedule]]\nparameter = "tau"\nform = "vanish"\nc = 2.0\nkappa = 0.25\n'
+    spec = bc.load_spec(write(tmp_path, text))
+    g = 2.0 * 10_000 ** -0.25
+    assert math.isclose(spec.truth_at(10_000)["tau"], math.log(g / (1 - g)))
+    assert math.isclose(1 / (1 + math.exp(-spec.truth_at(10_000)["tau"])), g)
+    constant = text.replace('gating = "softmax"', 'gating = "constant"').replace("beta = [1.0, -0.5]\ntau = 0.0\n",
+                                                                                "lam = 0.3\n")
+    with pytest.raises(SpecError, match="'tau' exists only with gating = \"softmax\""):
+        bc.load_spec(write(tmp_path, constant, "constant.toml"))
+
+
+def test_matched_vanishing_specs_draw_the_same_data():
+    """beta* = 0 and sigmoid(tau*) = lam*: the softmax and constant settings are one distribution."""
+    soft, const = bc.load_spec("softmax_studentt_vanishing"), bc.load_spec("constant_studentt_vanishing")
+    for n in (1000, 50_000):
+        assert math.isclose(1 / (1 + math.exp(-soft.truth_at(n)["tau"])), const.truth_at(n)["lam"])
+    X1, y1, _ = bc.simulate(soft, 300, seed=5)
+    X2, y2, _ = bc.simulate(const, 300, seed=5)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+
+
 def test_vanish_schedule(tmp_path):
     text = VALID.replace('gating = "softmax"', 'gating = "constant"').replace(
         "beta = [1.0, -0.5]\ntau = 0.0\n", "")
@@ -142,7 +169,8 @@ def test_invalid_specs_name_file_key_and_choices(tmp_path, old, new, message):
 @pytest.mark.parametrize(
     "schedule, message",
     [
-        ('parameter = "tau"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"parameter' is 'tau'; allowed values: eta, lam, nu"),
+        ('parameter = "beta"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"parameter' is 'beta'; allowed values: eta, lam, nu, tau"),
+        ('parameter = "tau"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"form' is 'merge'; allowed values: vanish"),
         ('parameter = "nu"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"a merge of 'nu' needs the normal pre-trained family"),
         ('parameter = "eta"\nform = "vanish"\nc = 1.0\nkappa = 0.1\ndirection = [1, 0]', r"form' is 'vanish'; allowed values: merge"),
         ('parameter = "eta"\nform = "merge"\nc = 1.0\nkappa = 0.1\ndirection = [0, 0]', r"direction' must not be the zero vector"),

@@ -27,7 +27,14 @@ def test_named_specs_rates():
         rates = exponents(bc.load_spec(name))
         assert rates == {"beta": 0.375, "tau": 0.25, "exp_tau": 0.25, "eta": 0.375, "nu": 0.375, "density": 0.5}
     assert exponents(bc.load_spec("constant_studentt_linear")) == dict.fromkeys(["lam", "eta", "b", "nu", "density"], 0.5)
-    for name in ("constant_gaussian_linear", "constant_gaussian_tanh"):
+    assert exponents(bc.load_spec("constant_studentt_vanishing")) == {"lam": 0.5, "eta": 0.25, "b": 0.25, "nu": 0.25,
+                                                                      "density": 0.5}
+    soft = theoretical_rates(bc.load_spec("softmax_studentt_vanishing"))
+    assert {p: soft[p].exponent for p in ("eta", "b", "nu", "density")} == dict.fromkeys(("eta", "b", "nu", "density"), 0.5)
+    assert all(soft[p].exponent is None and "prompt parameters' rate only" in soft[p].reason
+               for p in ("beta", "tau", "exp_tau"))
+    for name in ("constant_gaussian_linear", "constant_gaussian_tanh", "constant_gaussian_linear_merging",
+                 "constant_gaussian_tanh_merging"):
         rates = theoretical_rates(bc.load_spec(name))
         assert rates["density"].exponent == 0.5
         assert all(rates[p].exponent is None and "no closed form" in rates[p].reason for p in ("lam", "eta", "b", "nu"))

@@ -1,7 +1,10 @@
-"""`bayescmoe reproduce`: the convergence-rate experiments of arXiv 2505.18455 at two scales.
+"""`bayescmoe reproduce`: the convergence-rate experiments of the papers at two scales.
 
-``quick`` runs in about a minute on 2 cores; ``paper`` uses the literature's scale (40
-replications, 50 sample sizes up to 1e5 and beyond where the merging settings need it).
+Two groups of settings: ``softmax`` (arXiv 2505.18455: distinguishable, eta merging, nu merging)
+and ``constant`` (arXiv 2410.12258: its three experiments, prompt vanishing, prompt merging with
+identical and with different expert structures, and a softmax-gated setting matched to the
+vanishing one on the same data).  ``quick`` runs a group in about a minute on 2 cores; ``paper``
+uses the literature's scale (40 replications, 50 sample sizes in 1e3..1e5).
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from pathlib import Path
 from bayescmoe.studies.rates import RateRow, RateStudy, Start, n_grid, rate_table, run_rates
 from bayescmoe.studies.store import Store
 
-__all__ = ["Plan", "PLANS", "reproduce", "SETTINGS"]
+__all__ = ["Plan", "PLANS", "GROUPS", "reproduce", "SETTINGS"]
 
 SETTINGS = ("softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging")
+CONSTANT_SETTINGS = (
+    "constant_studentt_linear", "constant_gaussian_linear", "constant_gaussian_tanh",
+    "constant_studentt_vanishing", "softmax_studentt_vanishing",
+    "constant_gaussian_linear_merging", "constant_gaussian_tanh_merging",
+)
+GROUPS = {"softmax": SETTINGS, "constant": CONSTANT_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,8 @@ class Plan:
 
 
 PLANS: dict[str, dict[str, Plan]] = {
-    "quick": {name: Plan(1_000, 100_000, 8, 12) for name in SETTINGS},
-    "paper": {name: Plan(1_000, 100_000, 50, 40) for name in SETTINGS},
+    "quick": {name: Plan(1_000, 100_000, 8, 12) for group in GROUPS.values() for name in group},
+    "paper": {name: Plan(1_000, 100_000, 50, 40) for group in GROUPS.values() for name in group},
 }
 
 
@@ -42,17 +51,21 @@ def reproduce(
     scale: str = "quick",
     store: Store | str | Path = ":memory:",
     *,
+    group: str = "softmax",
     start: Start | str = "perturbed",
     seed: int = 0,
     workers: int = 1,
     scheduler: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> list[tuple[RateStudy, list[RateRow]]]:
-    """Run the three settings at ``scale`` ("quick" or "paper") and tabulate each."""
+    """Run the settings of ``group`` ("softmax" or "constant") at ``scale`` ("quick" or "paper"); tabulate each."""
     if scale not in PLANS:
         raise ValueError(f"scale must be one of {', '.join(PLANS)}, got {scale!r}")
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {', '.join(GROUPS)}, got {group!r}")
     out = []
-    for name, plan in PLANS[scale].items():
+    for name in GROUPS[group]:
+        plan = PLANS[scale][name]
         report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
         study = run_rates(name, plan.ns, plan.reps, seed=seed, start=start, store=store, workers=workers,
                           scheduler=scheduler, progress=report)
