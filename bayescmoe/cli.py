@@ -386,8 +386,8 @@ def _print_widening(study) -> None:
               f"{'MLE SE':>7}  reading")
         for r in rows:
             at = f"n={r['fixed']}" if r["against"] == "delta" else f"D={r['fixed']:g}"
-            ci = f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
-            print(f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {r['paper']:+6.2f} "
+            ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+            print(f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {_fmt(r['paper']):>6} "
                   f"{_fmt(r['fisher']):>7} {_fmt(r['mle']):>7}  {r['why']}")
 
 
@@ -399,11 +399,16 @@ def cmd_widening(args) -> int:
                      else args.counterpart, draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler,
                      sensitivity=not args.no_sensitivity, seed=args.seed, directory=args.out, workers=args.workers,
                      scheduler=args.scheduler, progress=_Progress(not args.json))
-    paths = plot_widening(study, args.out)
     if args.json:
         print(json.dumps(study.to_dict(), indent=2, default=float))
     else:
         _print_widening(study)
+    try:  # after the table: a plotting problem must not hide hours of sampling
+        paths = plot_widening(study, args.out)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"the plots were not written ({type(err).__name__}: {err}); the cells are in {args.out}/cells.jsonl")
+        paths = []
+    if not args.json:
         print(f"\nplots, posteriors and every cell (cells.jsonl, resumable): {args.out}/ ({len(paths)} figures)")
     return 0
 

@@ -182,7 +182,8 @@ def _sample_nutpie(model, start, draws, tune, chains, cores, seed, target_accept
 
 
 def _tidy(idata: xr.DataTree, model: pm.Model, y: np.ndarray) -> xr.DataTree:
-    """Keep the groups a user needs; give nutpie's output PyMC's observed_data and dims."""
+    """Keep the groups a user needs (posterior, sample_stats, observed_data); add observed_data where the
+    sampler (nutpie) left it out, and keep only the model's free variables in the posterior."""
     keep = {name: idata[name].to_dataset() for name in ("posterior", "sample_stats", "observed_data")
             if name in idata.children}
     if "observed_data" not in keep:

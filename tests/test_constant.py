@@ -50,6 +50,8 @@ def test_gating_comparison_refuses_mismatched_studies():
         gating_comparison(const, soft)
     with pytest.raises(BayescmoeError, match="different seeds"):
         gating_comparison(soft, _study("constant_studentt_vanishing", base, seed=1))
+    with pytest.raises(BayescmoeError, match="not a matched pair .*pretrained"):
+        gating_comparison(soft, _study("constant_gaussian_linear", base))
 
 
 def _errors(coupled):

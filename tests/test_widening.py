@@ -17,7 +17,10 @@ from bayescmoe.studies.widening import WideningStudy, counterpart, params_at_del
 
 @pytest.fixture(scope="module")
 def spec():
-    return make_spec(family="normal", pre_expert="tanh", prompt_expert="tanh", dim=2)
+    """Gaussian f0 with h0 = h and no intercept: not distinguishable at Delta = 0 (Proposition 1)."""
+    data = make_spec(family="normal", pre_expert="tanh", prompt_expert="tanh", dim=2).to_dict()
+    data["pretrained"]["intercept"] = 0.0
+    return bc.spec_from_dict(data)
 
 
 def test_counterpart_is_a_laplace_of_the_same_variance(spec):
@@ -106,6 +109,16 @@ def test_tiny_study_runs_resumes_and_plots(spec, tmp_path):
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
+def test_paper_slope_follows_proposition_1(spec):
+    study = _synthetic(spec)
+    assert {r["paper"] for r in study.slopes("delta") if r["parameter"] == "tau"} == {-2.0}
+    undecided = make_spec(family="normal", pre_expert="tanh", prompt_expert="tanh", dim=2)  # f0 intercept 0.1
+    study.families = {"normal": undecided}
+    rows = study.slopes("delta")
+    assert all(r["paper"] is None and r["agrees_paper"] is None for r in rows)
+    assert "does not decide" in rows[0]["why"]
+
+
 def test_widening_rejects_bad_grids(spec):
     with pytest.raises(BayescmoeError, match="two positive Delta"):
         widening(spec, [0.5], [200], 1)
@@ -113,6 +126,8 @@ def test_widening_rejects_bad_grids(spec):
         widening(spec, [0.5, 1.0], [5], 1)
     with pytest.raises(BayescmoeError, match="softmax gating"):
         widening(make_spec(gating="constant", family="normal"), [0.5, 1.0], [200], 1)
+    with pytest.raises(BayescmoeError, match="needs a fixed gate"):
+        widening("softmax_studentt_vanishing", [0.5, 1.0], [200], 1)
 
 
 def test_cli_widening_prints_json_and_refuses_bad_deltas(tmp_path, capsys):

@@ -48,6 +48,7 @@ def gating_comparison(softmax: RateStudy, constant: RateStudy, boot: int = BOOTS
     """
     if softmax.spec.gating != "softmax" or constant.spec.gating != "constant":
         raise BayescmoeError("gating_comparison needs a softmax-gated study and a constant-gated study, in that order")
+    _check_matched(softmax.spec, constant.spec)
     if softmax.seed != constant.seed:
         raise BayescmoeError(f"the studies have different seeds ({softmax.seed}, {constant.seed}): their datasets differ")
     rng = np.random.default_rng(0)
@@ -77,6 +78,22 @@ def gating_comparison(softmax: RateStudy, constant: RateStudy, boot: int = BOOTS
                             "ci_high": float(ratio_ci[1, i]), "pairs": int(len(pairs[n]))} for i, n in enumerate(ns)],
         })
     return out
+
+
+def _check_matched(soft, const) -> None:
+    """The two specs draw the same data: same f0, prompt, covariates, prompt truth, beta* = 0 and one gate schedule."""
+    a, b = soft.to_dict(), const.to_dict()
+    differ = [key for key in ("dim", "pretrained", "prompt", "covariates") if a[key] != b[key]]
+    differ += [f"truth.{k}" for k in ("eta", "b", "nu") if a["truth"].get(k) != b["truth"].get(k)]
+    if any(v != 0 for v in a["truth"].get("beta", [])):
+        differ.append("truth.beta (must be 0 for a constant softmax gate)")
+    gate_s = [(s.c, s.kappa) for s in soft.schedules if s.parameter == "tau"]
+    gate_c = [(s.c, s.kappa) for s in const.schedules if s.parameter == "lam"]
+    if gate_s != gate_c or (not gate_s and not np.isclose(1 / (1 + np.exp(-a["truth"]["tau"])), b["truth"]["lam"])):
+        differ.append("the gate (sigmoid(tau*) must equal lam*)")
+    if differ:
+        raise BayescmoeError(f"{soft.name} and {const.name} are not a matched pair (they differ in "
+                             f"{', '.join(differ)}): their datasets differ")
 
 
 def coupling(study: RateStudy) -> list[dict[str, Any]]:

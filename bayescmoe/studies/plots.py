@@ -84,7 +84,7 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
     """The figures of a widening study (:mod:`bayescmoe.studies.widening`); returns their paths.
 
     * ``widening_sd.png``: posterior SD against Delta at sample size ``n`` (default the largest),
-      log-log, per parameter and family: the mean over replications with its range, the local
+      log-log, per parameter and family: the geometric mean over replications with its range, the local
       Fisher SD (dashed), the MLE's mean standard error (crosses) and the paper's slope (dotted,
       through the posterior SD at the largest Delta);
     * ``widening_densities.png``: posterior densities at the largest and the smallest Delta side
@@ -113,14 +113,17 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
             d = np.array([e["delta"] for e in rows])
             cells = study._cells(family)
             sds = [np.array([r["post_sd"][p] for r in cells[(e["delta"], n)]]) for e in rows]
-            mean = np.array([s.mean() for s in sds])
-            ax.errorbar(d, mean, yerr=[mean - [s.min() for s in sds], [s.max() for s in sds] - mean], fmt="o-",
+            mean = np.array([np.exp(np.log(s).mean()) for s in sds])
+            spread = [np.clip(mean - [s.min() for s in sds], 0, None), np.clip([s.max() for s in sds] - mean, 0, None)]
+            ax.errorbar(d, mean, yerr=spread, fmt="o-",
                         color=color, ms=4, lw=1, capsize=2, label=f"{family}: posterior SD")
             fisher = np.array([np.nan if e["fisher_sd"][p] is None else e["fisher_sd"][p] for e in rows])
             ax.plot(d, fisher, "--", color=color, lw=1, label=f"{family}: Fisher SD")
             mle = np.array([np.nan if e["mle_se"][p] is None else e["mle_se"][p] for e in rows])
             ax.plot(d, mle, "x", color=color, ms=6, label=f"{family}: MLE SE")
-            if family == "normal" and study._h0_is_h():
+            from bayescmoe.theory import proposition_1
+
+            if proposition_1(study.families[family]) is False:
                 from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
 
                 slope = PAPER_DELTA_SLOPES[p]

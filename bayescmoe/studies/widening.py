@@ -11,15 +11,19 @@ Laplace of the same variance (Proposition 1: a non-Gaussian f0 is always disting
 Each posterior SD (vectors by the root mean square of their coordinates' SDs) is set beside
 three predictions:
 
-* the paper's rates: with the loss scaling as ``n^-1/2 Delta^-1`` for beta, tau, eta, nu and
-  ``n^-1/2 Delta^-2`` for exp(tau) in the non-distinguishable family (section 4 with
-  ``Delta ~ n^-kappa``), and no dependence on Delta in a distinguishable one;
+* the paper's rates: with the loss scaling as ``n^-1/2 Delta^-1`` for beta, eta, nu and
+  ``n^-1/2 Delta^-2`` for exp(tau) (and tau, by the delta method at a fixed tau*) in the
+  non-distinguishable family (section 4 with ``Delta ~ n^-kappa``), and no dependence on Delta in
+  a distinguishable one (Proposition 1); no prediction where Proposition 1 does not decide;
 * the local asymptotic SD ``sqrt(diag I(theta*)^-1 / n)`` from the Fisher information at the
   truth (:func:`bayescmoe.identifiability.fisher_information`);
 * the MLE's standard errors (observed information; NaN for an estimate on the box).
 
-Slopes of log SD on log Delta (at each n) and on log n (at each Delta) come with 95% percentile
-bootstrap intervals over replications.  A prior-sensitivity run samples the same datasets again
+Replications are summarised by the geometric mean of their SDs (the mean of log SD): at small
+Delta one replication's posterior can sit in a heavy-tailed mode (an exp(tau) SD of 276 beside
+0.02 and 3.4 in the same cell), which would decide an arithmetic mean of three.  Slopes of mean
+log SD on log Delta (at each n) and on log n (at each Delta) come with 95% percentile bootstrap
+intervals over replications.  A prior-sensitivity run samples the same datasets again
 under wide priors (:data:`WIDE_PRIORS`): where the likelihood is informative the posterior SD
 does not move; where it flattens the prior takes over and the SD grows with the prior's scale.
 
@@ -47,6 +51,7 @@ from bayescmoe.posterior import diagnose, posterior_sd, resolve_sampler, sample_
 from bayescmoe.priors import Prior
 from bayescmoe.simulate import simulate_at
 from bayescmoe.spec import Spec, load_spec, spec_from_dict
+from bayescmoe.theory import proposition_1
 from bayescmoe.studies.executors import run_tasks
 
 __all__ = ["WIDE_PRIORS", "WideningStudy", "counterpart", "params_at_delta", "widening", "PAPER_DELTA_SLOPES"]
@@ -60,7 +65,7 @@ WIDE_PRIORS = {
     "nu": Prior("LogNormal", mu=0.0, sigma=3.0),
 }
 #: The paper's exponents of Delta in the non-distinguishable family (loss ~ n^-1/2 Delta^slope).
-PAPER_DELTA_SLOPES = {"beta": -1.0, "tau": -1.0, "exp_tau": -2.0, "eta": -1.0, "b": -1.0, "nu": -1.0}
+PAPER_DELTA_SLOPES = {"beta": -1.0, "tau": -2.0, "exp_tau": -2.0, "eta": -1.0, "b": -1.0, "nu": -1.0}
 BOOTSTRAP = 2000
 FISHER_MC = 200_000
 
@@ -135,14 +140,14 @@ def _cell(task: tuple) -> dict[str, Any]:
                 spec, X, y, priors=_wide(spec) if prior == "wide" else "weak", init=fit,
                 draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
                 sampler=settings["sampler"], seed=int(sample_seed), check=False)
-    except BayescmoeError as err:
-        return row | {"error": str(err), "seconds": time.perf_counter() - t0}
-    diag = diagnose(idata)
+            diag = diagnose(idata)
+        if save:
+            Path(save).parent.mkdir(parents=True, exist_ok=True)
+            idata.to_netcdf(save, engine="h5netcdf")
+    except Exception as err:  # noqa: BLE001 - recorded and counted: one bad cell must not stop a study
+        return row | {"error": f"{type(err).__name__}: {err}", "seconds": time.perf_counter() - t0}
     mle_se = _summary_sd(fit.stderr) | {"exp_tau": float(np.exp(fit.params["tau"]) * fit.stderr["tau"])}
     post = idata.posterior
-    if save:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        idata.to_netcdf(save, engine="h5netcdf")
     return row | {
         "seconds": time.perf_counter() - t0,
         "post_sd": posterior_sd(idata),
@@ -185,7 +190,8 @@ class WideningStudy:
         return out
 
     def table(self) -> list[dict[str, Any]]:
-        """Per family, Delta and n: mean posterior SD, mean MLE SE, Fisher SD, wide/weak SD ratio, diagnostics."""
+        """Per family, Delta and n: posterior SD and MLE SE (geometric means over replications), Fisher SD,
+        wide/weak SD ratio, diagnostics."""
         out = []
         for family in self.families:
             cells, wide = self._cells(family), self._cells(family, "wide")
@@ -193,18 +199,18 @@ class WideningStudy:
                 entry = {"family": family, "delta": delta, "n": n, "reps": len(rows),
                          "post_sd": {}, "mle_se": {}, "fisher_sd": {}, "wide_ratio": {},
                          "mle_at_bound": sum(r["mle_at_bound"] for r in rows),
-                         "rhat_max": max((r["rhat_max"] or np.nan) for r in rows),
+                         "rhat_max": _nanmax(r["rhat_max"] for r in rows),
                          "ess_bulk_min": min(r["ess_bulk_min"] for r in rows),
                          "divergences": sum(r["divergences"] for r in rows),
                          "post_mean_tau": float(np.mean([r["post_mean_tau"] for r in rows]))}
                 fisher = self.fisher_sd.get((family, delta), {})
                 for p in self.parameters:
-                    entry["post_sd"][p] = float(np.mean([r["post_sd"][p] for r in rows]))
+                    entry["post_sd"][p] = _geomean([r["post_sd"][p] for r in rows])
                     se = [r["mle_se"][p] for r in rows if r["mle_se"].get(p) is not None]
-                    entry["mle_se"][p] = float(np.mean(se)) if se else None
+                    entry["mle_se"][p] = _geomean(se) if se else None
                     entry["fisher_sd"][p] = fisher[p] / np.sqrt(n) if p in fisher else None
                     pairs = [(w["post_sd"][p], r["post_sd"][p]) for w in wide.get((delta, n), [])
-                             for r in rows if r["rep"] == w["rep"]]
+                             for r in rows if r["rep"] == w["rep"] and r["post_sd"][p] > 0]
                     entry["wide_ratio"][p] = float(np.mean([a / b for a, b in pairs])) if pairs else None
                 out.append(entry)
         return out
@@ -222,7 +228,7 @@ class WideningStudy:
         table = self.table()
         out = []
         for family in self.families:
-            distinguishable = family != "normal" or not self._h0_is_h()
+            verdict = proposition_1(self.families[family])
             cells = self._cells(family)
             fixed_values = self.ns if against == "delta" else self.deltas
             for fixed in fixed_values:
@@ -233,35 +239,37 @@ class WideningStudy:
                 x = np.log([k[0] if against == "delta" else k[1] for k in keys])
                 entries = [next(e for e in table if e["family"] == family and (e["delta"], e["n"]) == k) for k in keys]
                 for p in self.parameters:
-                    samples = [np.array([r["post_sd"][p] for r in cells[k]]) for k in keys]
-                    slope = float(np.polyfit(x, np.log([s.mean() for s in samples]), 1)[0])
-                    boot = np.array([np.polyfit(x, np.log([rng.choice(s, s.size).mean() for s in samples]), 1)[0]
-                                     for _ in range(BOOTSTRAP)])
-                    lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+                    samples = [np.log([r["post_sd"][p] for r in cells[k] if r["post_sd"][p] > 0]) for k in keys]
+                    if any(s.size == 0 for s in samples):
+                        continue
+                    slope = float(np.polyfit(x, [s.mean() for s in samples], 1)[0])
+                    if min(s.size for s in samples) >= 2:
+                        boot = np.array([np.polyfit(x, [rng.choice(s, s.size).mean() for s in samples], 1)[0]
+                                         for _ in range(BOOTSTRAP)])
+                        lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+                    else:  # one replication: no spread to resample
+                        lo = hi = None
                     fisher = [e["fisher_sd"][p] for e in entries]
                     mle = [e["mle_se"][p] for e in entries]
-                    if against == "delta":
-                        paper = 0.0 if distinguishable else PAPER_DELTA_SLOPES[p]
-                    else:
+                    if against == "n":
                         paper = -0.5
+                    else:
+                        paper = {True: 0.0, False: PAPER_DELTA_SLOPES[p]}.get(verdict)
                     row = {
                         "family": family, "against": against, "fixed": fixed, "parameter": p,
                         "posterior": slope, "ci": (lo, hi), "paper": paper,
                         "fisher": _slope(x, fisher), "mle": _slope(x, mle),
-                        "wide_ratio_max": max((e["wide_ratio"][p] or np.nan for e in entries), default=np.nan),
-                        "rhat_max": max(e["rhat_max"] for e in entries),
+                        "wide_ratio_max": _nanmax(e["wide_ratio"][p] for e in entries),
+                        "rhat_max": _nanmax(e["rhat_max"] for e in entries),
                         "tau_mean_min": min(e["post_mean_tau"] for e in entries),
-                        "tau_true": float(self.spec.truth_at(1)["tau"]),
+                        "tau_true": float(self.families[family].truth_at(1)["tau"]),
                         "mle_at_bound": sum(e["mle_at_bound"] for e in entries),
                     }
                     row["agrees_paper"] = _covers(lo, hi, paper)
-                    row["agrees_fisher"] = row["fisher"] is not None and _covers(lo, hi, row["fisher"])
+                    row["agrees_fisher"] = _covers(lo, hi, row["fisher"])
                     row["why"] = _why(row)
                     out.append(row)
         return out
-
-    def _h0_is_h(self) -> bool:
-        return self.spec.pretrained.expert == self.spec.prompt.expert
 
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec.name, "families": {k: s.pretrained.family for k, s in self.families.items()},
@@ -269,8 +277,20 @@ class WideningStudy:
                 "table": self.table(), "slopes_delta": self.slopes("delta"), "slopes_n": self.slopes("n")}
 
 
-def _covers(lo: float, hi: float, value: float) -> bool:
-    """Whether [lo, hi] covers value (up to rounding: a noise-free interval has lo == hi)."""
+def _geomean(values) -> float | None:
+    v = np.asarray([a for a in values if a is not None and a > 0], dtype=float)
+    return float(np.exp(np.mean(np.log(v)))) if v.size else None
+
+
+def _nanmax(values) -> float | None:
+    v = [a for a in values if a is not None and np.isfinite(a)]
+    return max(v) if v else None
+
+
+def _covers(lo: float | None, hi: float | None, value: float | None) -> bool | None:
+    """Whether [lo, hi] covers value (up to rounding: a noise-free interval has lo == hi); None if unknown."""
+    if lo is None or hi is None or value is None:
+        return None
     return lo - 1e-9 <= value <= hi + 1e-9
 
 
@@ -282,6 +302,8 @@ def _slope(x: np.ndarray, values: Sequence[float | None]) -> float | None:
 
 def _why(row: dict[str, Any]) -> str:
     """A one-line reading of a slope row: which predictions it meets and, where not, the evidence."""
+    if row["ci"][0] is None:
+        return "one replication per cell: no interval, no verdict"
     if row["agrees_paper"] and row["agrees_fisher"]:
         return "agrees with the paper's slope and the local Fisher slope"
     reasons = []
@@ -290,11 +312,13 @@ def _why(row: dict[str, Any]) -> str:
                        f"{row['tau_mean_min']:.1f} against tau* = {row['tau_true']:g}; {row['mle_at_bound']} MLEs on "
                        "the box): f0 alone explains the data, exp(tau) is pinned near 0 and the prompt's other "
                        "parameters fall back to their prior")
-    if row["wide_ratio_max"] is not None and np.isfinite(row["wide_ratio_max"]) and row["wide_ratio_max"] > 1.2:
+    if row["wide_ratio_max"] is not None and row["wide_ratio_max"] > 1.2:
         reasons.append(f"the prior takes over: SD under wide priors is {row['wide_ratio_max']:.2f}x the weak-prior SD")
-    if row["rhat_max"] is not None and np.isfinite(row["rhat_max"]) and row["rhat_max"] > 1.05:
+    if row["rhat_max"] is not None and row["rhat_max"] > 1.05:
         reasons.append(f"chains disagree (R-hat up to {row['rhat_max']:.2f}): the posterior is not one Gaussian bump")
-    if row["fisher"] is not None and not np.isclose(row["fisher"], row["paper"], atol=0.15):
+    if row["paper"] is None:
+        reasons.append("Proposition 1 does not decide distinguishability here: the paper predicts no slope")
+    elif row["fisher"] is not None and not np.isclose(row["fisher"], row["paper"], atol=0.15):
         reasons.append(f"the local information scales as slope {row['fisher']:+.2f}, not the paper's "
                        f"{row['paper']:+.2f}: the paper's rate is uniform over truths, the local one is at this truth")
     if not reasons:
@@ -352,8 +376,8 @@ def widening(
         Local worker processes or a Dask scheduler's address (:mod:`bayescmoe.studies.executors`).
     """
     spec = load_spec(spec)
-    deltas = sorted(float(d) for d in deltas)
-    ns = sorted(int(n) for n in ns)
+    deltas = sorted({float(d) for d in deltas})
+    ns = sorted({int(n) for n in ns})
     if len(deltas) < 2 or deltas[0] <= 0:
         raise BayescmoeError(f"need at least two positive Delta values, got {deltas}")
     if len(ns) < 1 or ns[0] < 10:
@@ -362,6 +386,9 @@ def widening(
         raise BayescmoeError(f"reps must be a positive integer, got {reps!r}")
     if spec.gating != "softmax":
         raise BayescmoeError(f"the widening study is for softmax gating; {spec.name} has {spec.gating} gating")
+    if any(s.parameter == "tau" for s in spec.schedules):
+        raise BayescmoeError(f"{spec.name} lets its gate vanish (a tau schedule); the widening study needs a fixed gate: "
+                             "use a spec with a fixed tau, such as softmax_eta_merging")
     resolve_sampler(sampler)
     families = {spec.pretrained.family: _fixed(spec)}
     if counterpart_family and counterpart_family != spec.pretrained.family:
@@ -369,7 +396,10 @@ def widening(
     settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler}
     settings["key"] = _settings_key(spec, families, settings, seed)
     directory = Path(directory) if directory is not None else None
-    done = _load(directory, settings["key"])
+    wanted = {(label, delta, n, rep, prior) for label in families for delta in deltas for n in ns
+              for rep in range(reps) for prior in (("weak", "wide") if sensitivity and n == ns[0] and rep == 0
+                                                   else ("weak",))}
+    done = {k: v for k, v in _load(directory, settings["key"]).items() if k in wanted}
     direction = _direction(spec).tolist()
     tasks = []
     for label, fam_spec in families.items():
@@ -387,7 +417,13 @@ def widening(
     total = len(rows) + len(tasks)
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
-    sink = (directory / "cells.jsonl").open("a") if directory is not None else None
+    sink = None
+    if directory is not None:
+        path = directory / "cells.jsonl"
+        torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        sink = path.open("a")
+        if torn:  # an interrupted write: end its line so that the next row stays whole
+            sink.write("\n")
     try:
         for row in run_tasks(_cell, tasks, workers=workers, scheduler=scheduler):
             rows.append(row)
@@ -404,7 +440,10 @@ def widening(
         for delta in deltas:
             info = fisher_information(fam_spec, params_at_delta(fam_spec, delta, np.asarray(direction)),
                                       n_mc=fisher_mc, seed=seed)
-            study.fisher_sd[(label, delta)] = _summary_sd(info.asymptotic_sd(1))
+            try:
+                study.fisher_sd[(label, delta)] = _summary_sd(info.asymptotic_sd(1))
+            except np.linalg.LinAlgError:  # a singular information: no local prediction at this Delta
+                study.fisher_sd[(label, delta)] = {}
     return study
 
 

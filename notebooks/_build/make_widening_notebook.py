@@ -103,7 +103,7 @@ print(f"{len(cells)} cells, {sum(r['seconds'] for r in cells) / 60:.1f} CPU-minu
       f"errors: {sum(r['error'] is not None for r in study.rows)}")'''),
         md("""### Posterior SDs, MLE standard errors and local Fisher SDs
 
-One row per family, Delta and n (means over replications; vectors by the root mean square of their
+One row per family, Delta and n (geometric means over replications; vectors by the root mean square of their
 coordinates' SDs). `R-hat` is the worst over parameters and replications, `at bound` counts MLEs on
 the box (their standard errors are NaN and left out of the mean)."""),
         code('''rows = []
@@ -118,7 +118,7 @@ sds.pivot_table(index=["family", "parameter"], columns="Delta", values="posterio
     index=["family", "parameter"], columns="Delta", values=["posterior SD", "Fisher SD", "MLE SE"]).round(3)'''),
         md("""### Slopes against Delta (at each n)
 
-`posterior` is the least-squares slope of log(mean posterior SD) on log Delta with its 95% bootstrap
+`posterior` is the least-squares slope of the mean log posterior SD on log Delta with its 95% bootstrap
 interval over replications; `paper`, `Fisher` and `MLE SE` the slopes the three predictions give
 over the same Deltas."""),
         code('''slope_frame(study.slopes("delta"))'''),
