@@ -400,7 +400,7 @@ def cmd_widening(args) -> int:
                      sensitivity=not args.no_sensitivity, seed=args.seed, directory=args.out, workers=args.workers,
                      scheduler=args.scheduler, progress=_Progress(not args.json))
     if args.json:
-        print(json.dumps(study.to_dict(), indent=2, default=float))
+        print(json.dumps(study.to_dict(), indent=2, allow_nan=False))
     else:
         _print_widening(study)
     try:  # after the table: a plotting problem must not hide hours of sampling

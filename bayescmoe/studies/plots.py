@@ -89,7 +89,7 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
       through the posterior SD at the largest Delta);
     * ``widening_densities.png``: posterior densities at the largest and the smallest Delta side
       by side (arviz_plots), for the spec's own family;
-    * ``widening_pair.png``: draws of (tau, beta_1) at the largest and the smallest Delta.
+    * ``widening_pair.png``: draws of (tau, beta_1) at every Delta, largest first.
 
     The last two need the posteriors saved by a study run with a ``directory``.
     """
@@ -143,21 +143,22 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
     paths = [directory / "widening_sd.png"]
     fig.savefig(paths[0], dpi=120)
     plt.close(fig)
-    pair = _saved_posteriors(study, n)
-    if pair is not None:
-        paths += _plot_densities(pair, directory) + _plot_pair(pair, directory)
+    saved = _saved_posteriors(study, n)
+    if saved is not None:
+        ends = {d: saved[d] for d in (study.deltas[-1], study.deltas[0])}
+        paths += _plot_densities(ends, directory) + _plot_pair(saved, directory)
     return paths
 
 
 def _saved_posteriors(study, n):
-    """The saved posteriors of the spec's own family at the largest and the smallest Delta, or None."""
+    """The saved posteriors of the spec's own family at every Delta, largest first, or None."""
     import xarray as xr
 
     if study.directory is None:
         return None
     family = study.spec.pretrained.family
     out = {}
-    for delta in (study.deltas[-1], study.deltas[0]):
+    for delta in sorted(study.deltas, reverse=True):
         path = Path(study.directory) / "posterior" / f"{family}_delta{delta:g}_n{n}.nc"
         if not path.exists():
             return None
@@ -186,7 +187,7 @@ def _plot_densities(pair, directory: Path) -> list[Path]:
 def _plot_pair(pair, directory: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(pair), figsize=(4.2 * len(pair), 3.6), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(pair), figsize=(3.4 * len(pair), 3.4), sharex=True, sharey=True, squeeze=False)
     for ax, (delta, post) in zip(axes[0], pair.items()):
         tau = post["tau"].values.ravel()
         beta1 = post["beta"].isel(covariate=0).values.ravel()

@@ -272,9 +272,24 @@ class WideningStudy:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec.name, "families": {k: s.pretrained.family for k, s in self.families.items()},
+        """Everything as plain JSON values (NaN and infinities become None)."""
+        return _plain({"spec": self.spec.name, "families": {k: s.pretrained.family for k, s in self.families.items()},
                 "deltas": self.deltas, "ns": self.ns, "reps": self.reps, "settings": self.settings,
-                "table": self.table(), "slopes_delta": self.slopes("delta"), "slopes_n": self.slopes("n")}
+                "table": self.table(), "slopes_delta": self.slopes("delta"), "slopes_n": self.slopes("n")})
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
 
 
 def _geomean(values) -> float | None:
