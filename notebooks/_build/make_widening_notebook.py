@@ -137,11 +137,15 @@ ratios.round(2)'''),
 for path in paths:
     display(Image(str(path)))'''),
         md("### Reading"),
-        code('''for r in study.slopes("delta"):
+        code('''def fmt(v):
+    return "  -  " if v is None else f"{v:+.2f}"
+
+
+for r in study.slopes("delta"):
     if r["fixed"] == max(GRID["ns"]):
         print(f"{r['family']:8s} {r['parameter']:8s} posterior {r['posterior']:+.2f} "
-              f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]  paper {r['paper']:+.2f}  "
-              f"Fisher {r['fisher']:+.2f}  -> {r['why']}")'''),
+              f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]  paper {fmt(r['paper'])}  "
+              f"Fisher {fmt(r['fisher'])}  -> {r['why']}")'''),
         md(CONCLUSIONS),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
