@@ -450,10 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "did not converge.",
     )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--data", required=True, help="CSV file with a header: covariates x1..xd and y")
-    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
-                   help="covariate columns, in order (default x1..xd)")
-    p.add_argument("--y-column", default="y", help="response column (default y)")
+    _data_options(p)
     p.add_argument("--init", choices=["multistart", "truth"], default="multistart",
                    help="starting points: random multistart (default) or the spec's truth at n")
     p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts (default 10)")
@@ -490,11 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnostics; exit status 1 if R-hat, ESS or divergences fail their checks.",
     )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--data", required=True, help="CSV file with a header: covariates x1..xd and y")
+    _data_options(p)
     p.add_argument("--out", required=True, help="netCDF file to write (e.g. posterior.nc)")
-    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
-                   help="covariate columns, in order (default x1..xd)")
-    p.add_argument("--y-column", default="y", help="response column (default y)")
     p.add_argument("--priors", choices=["weak", "flat"], default="weak",
                    help="weak: the weakly informative defaults (default); flat: uniform on the spec's box")
     p.add_argument("--draws", type=_positive_int, default=1000, help="kept draws per chain (default 1000)")
@@ -577,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_options(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """Where the data come from: a CSV file and its columns."""
+    p.add_argument("--data", required=True, help="CSV file with a header: covariates x1..xd and y")
+    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
+                   help="covariate columns, in order (default x1..xd)")
+    p.add_argument("--y-column", default="y", help="response column (default y)")
 
 
 def _execution_options(p: argparse.ArgumentParser) -> None:

@@ -291,6 +291,32 @@ def _summary_sd(sd: dict[str, Any]) -> dict[str, float]:
     return {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in sd.items()}
 
 
+def merge_direction(spec: Spec) -> np.ndarray:
+    """u: the spec's eta-merge direction (unit length), else the normalised ones vector."""
+    direction = next((s.unit_direction for s in spec.schedules if s.parameter == "eta"), None)
+    return np.ones(spec.dim) / np.sqrt(spec.dim) if direction is None else np.asarray(direction)
+
+
+def prompt_at(spec: Spec, base: dict[str, Any], delta: float, parameter: str = "eta",
+              direction: np.ndarray | None = None) -> dict[str, Any]:
+    """``base`` with the prompt at distance ``delta`` from the pre-trained expert.
+
+    ``parameter="eta"``: ``eta = eta0 + delta u`` (u: ``direction``, default :func:`merge_direction`)
+    and ``nu`` = f0's variance; ``parameter="nu"``: ``eta = eta0`` and ``nu`` = f0's variance + delta.
+    With a prompt intercept, ``b = b0``.  The gate's parameters are those of ``base``.
+    """
+    pre = spec.pretrained
+    params = dict(base, eta=np.array(pre.eta), nu=_f0_variance(spec))
+    if spec.prompt.intercept:
+        params["b"] = pre.intercept
+    if parameter == "eta":
+        u = merge_direction(spec) if direction is None else np.asarray(direction)
+        params["eta"] = params["eta"] + delta * u
+    else:
+        params["nu"] += delta
+    return params
+
+
 def delta_scan(spec: Spec | str, deltas: Sequence[float], *, parameter: str = "eta", n: int = 10_000,
                n_mc: int = 200_000, seed: int = 0) -> dict[str, Any]:
     """How the information's smallest eigenvalue and each asymptotic SD scale with Delta.
@@ -307,19 +333,10 @@ def delta_scan(spec: Spec | str, deltas: Sequence[float], *, parameter: str = "e
     spec = load_spec(spec)
     if parameter not in ("eta", "nu"):
         raise ValueError(f"parameter must be 'eta' or 'nu', got {parameter!r}")
-    pre = spec.pretrained
-    direction = next((s.unit_direction for s in spec.schedules if s.parameter == "eta"), None)
-    direction = np.ones(spec.dim) / np.sqrt(spec.dim) if direction is None else direction
     base = spec.truth_at(n)
     rows = []
     for delta in deltas:
-        params = dict(base, eta=np.array(pre.eta), nu=_f0_variance(spec))
-        if spec.prompt.intercept:
-            params["b"] = pre.intercept
-        if parameter == "eta":
-            params["eta"] = np.array(pre.eta) + delta * direction
-        else:
-            params["nu"] = _f0_variance(spec) + delta
+        params = prompt_at(spec, base, delta, parameter)
         info = fisher_information(spec, params, n_mc=n_mc, seed=seed)
         rows.append((info.eigenvalues[0], _summary_sd(info.asymptotic_sd(n))))
     logd = np.log(np.asarray(deltas, dtype=float))

@@ -28,6 +28,7 @@ import xarray as xr
 
 from bayescmoe.data import check_data
 from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning
+from bayescmoe.identifiability import _summary_sd
 from bayescmoe.mle import fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import compile_mode
@@ -155,10 +156,9 @@ def _start(spec: Spec, X, y, init, seed) -> dict[str, np.ndarray]:
     missing = sorted(set(spec.param_names) - set(params))
     if missing:
         raise BayescmoeError(f"init misses parameter {missing[0]!r}; give all of {', '.join(spec.param_names)}")
-    start = spec.layout.unpack(spec.layout.pack(params))
     # a start exactly on the box would be infinitely far out in an interval transform
     lo, hi = spec.bounds_arrays()
-    inside = np.clip(spec.layout.pack(start), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
+    inside = np.clip(spec.layout.pack(params), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
     return {k: np.asarray(v, dtype=np.float64) for k, v in spec.layout.unpack(inside).items()}
 
 
@@ -274,10 +274,7 @@ def posterior_sd(idata: xr.DataTree) -> dict[str, float]:
     The same summary as the Fisher information's and the MLE's standard errors in the studies.
     """
     post = idata.posterior
-    out = {}
-    for name in post.data_vars:
-        sd = post[name].std(dim=("chain", "draw")).values
-        out[name] = float(np.sqrt(np.mean(np.square(sd))))
+    out = _summary_sd({name: post[name].std(dim=("chain", "draw")).values for name in post.data_vars})
     if "tau" in post:
         out["exp_tau"] = float(np.exp(post["tau"]).std().values)
     return out

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from bayescmoe.studies.rates import RateRow, RateStudy
+from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
+from bayescmoe.theory import proposition_1
 
 __all__ = ["plot_study", "plot_widening"]
 
@@ -121,11 +123,7 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
             ax.plot(d, fisher, "--", color=color, lw=1, label=f"{family}: Fisher SD")
             mle = np.array([np.nan if e["mle_se"][p] is None else e["mle_se"][p] for e in rows])
             ax.plot(d, mle, "x", color=color, ms=6, label=f"{family}: MLE SE")
-            from bayescmoe.theory import proposition_1
-
             if proposition_1(study.families[family]) is False:
-                from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
-
                 slope = PAPER_DELTA_SLOPES[p]
                 ax.plot(d, mean[-1] * (d / d[-1]) ** slope, ":", color="k", lw=1.2,
                         label=f"paper: Delta^{slope:g}")

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.identifiability import _f0_variance, _summary_sd, fisher_information
+from bayescmoe.identifiability import _f0_variance, _summary_sd, fisher_information, merge_direction, prompt_at
 from bayescmoe.mle import fit_mle
 from bayescmoe.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
 from bayescmoe.priors import Prior
@@ -104,17 +104,9 @@ def _fixed(spec: Spec) -> Spec:
     return spec_from_dict(data, source=spec.source)
 
 
-def _direction(spec: Spec) -> np.ndarray:
-    direction = next((s.unit_direction for s in spec.schedules if s.parameter == "eta"), None)
-    return np.ones(spec.dim) / np.sqrt(spec.dim) if direction is None else np.asarray(direction)
-
-
 def params_at_delta(spec: Spec, delta: float, direction: np.ndarray | None = None) -> dict[str, Any]:
     """The truth with the prompt at distance ``delta`` from f0: ``eta0 + delta u``, ``nu`` = f0's variance."""
-    params = _fixed(spec).truth_at(1)
-    u = _direction(spec) if direction is None else direction
-    params["eta"] = np.asarray(spec.pretrained.eta) + delta * u
-    return params
+    return prompt_at(spec, _fixed(spec).truth_at(1), delta, "eta", direction)
 
 
 def _wide(spec: Spec) -> dict[str, Prior]:
@@ -178,8 +170,9 @@ class WideningStudy:
 
     @property
     def parameters(self) -> list[str]:
-        names = [p for p in ("beta", "tau", "exp_tau", "eta", "b", "nu") if p in self.spec.param_names or
-                 (p == "exp_tau" and "tau" in self.spec.param_names)]
+        """The spec's parameters with ``exp_tau`` after ``tau`` (softmax gating only is studied)."""
+        names = list(self.spec.param_names)
+        names.insert(names.index("tau") + 1, "exp_tau")
         return names
 
     def _cells(self, family: str, prior: str = "weak") -> dict[tuple[float, int], list[dict]]:
@@ -411,29 +404,25 @@ def widening(
     settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler}
     settings["key"] = _settings_key(spec, families, settings, seed)
     directory = Path(directory) if directory is not None else None
-    wanted = {(label, delta, n, rep, prior) for label in families for delta in deltas for n in ns
+    wanted = [(label, delta, n, rep, prior) for label in families for delta in deltas for n in ns
               for rep in range(reps) for prior in (("weak", "wide") if sensitivity and n == ns[0] and rep == 0
-                                                   else ("weak",))}
-    done = {k: v for k, v in _load(directory, settings["key"]).items() if k in wanted}
-    direction = _direction(spec).tolist()
+                                                   else ("weak",))]
+    keys = set(wanted)
+    done = {k: v for k, v in _load(directory, settings["key"]).items() if k in keys}
+    direction = merge_direction(spec).tolist()
     tasks = []
-    for label, fam_spec in families.items():
-        for delta in deltas:
-            for n in ns:
-                for rep in range(reps):
-                    for prior in ("weak", "wide") if sensitivity and n == ns[0] and rep == 0 else ("weak",):
-                        if (label, delta, n, rep, prior) in done:
-                            continue
-                        save = None
-                        if directory is not None and rep == 0 and n == ns[-1] and prior == "weak":
-                            save = str(directory / "posterior" / f"{label}_delta{delta:g}_n{n}.nc")
-                        tasks.append((fam_spec.to_dict(), label, direction, delta, n, rep, prior, settings, seed, save))
+    for label, delta, n, rep, prior in wanted:
+        if (label, delta, n, rep, prior) in done:
+            continue
+        save = None
+        if directory is not None and rep == 0 and n == ns[-1] and prior == "weak":
+            save = str(directory / "posterior" / f"{label}_delta{delta:g}_n{n}.nc")
+        tasks.append((families[label].to_dict(), label, direction, delta, n, rep, prior, settings, seed, save))
     rows = list(done.values())
     total = len(rows) + len(tasks)
-    if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
     sink = None
     if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
         path = directory / "cells.jsonl"
         torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
         sink = path.open("a")
