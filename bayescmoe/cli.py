@@ -151,16 +151,22 @@ def _fmt(value, digits=2):
 
 
 def _print_rate_table(rows) -> None:
-    print(f"{'setting':<24} {'parameter':<9} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
-          f"{'Fisher':>6} {'fits':>5} {'failed':>6} {'bound':>5}")
+    print(
+        f"{'setting':<24} {'parameter':<9} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
+        f"{'Fisher':>6} {'fits':>5} {'failed':>6} {'bound':>5}"
+    )
     for r in rows:
         ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-        print(f"{r.setting:<24} {r.parameter:<9} {r.theory_text:>6} {r.paper or '-':>10} {_fmt(r.empirical):>6} "
-              f"{ci:>14} {_fmt(r.local):>6} {r.n_fits:>5} {r.n_failed:>6} {r.n_bound:>5}")
+        print(
+            f"{r.setting:<24} {r.parameter:<9} {r.theory_text:>6} {r.paper or '-':>10} {_fmt(r.empirical):>6} "
+            f"{ci:>14} {_fmt(r.local):>6} {r.n_fits:>5} {r.n_failed:>6} {r.n_bound:>5}"
+        )
     starts = sorted({r.start for r in rows})
-    print("rates r of loss ~ n^-r: least squares on log mean loss over n, bootstrap 95% CI over replications;"
-          f" start: {', '.join(starts)}.\nFisher: the slope the expected Fisher information at the truth along "
-          "the grid predicts (local asymptotics, MODEL.md section 5); theory: the minimax rate of section 4.")
+    print(
+        "rates r of loss ~ n^-r: least squares on log mean loss over n, bootstrap 95% CI over replications;"
+        f" start: {', '.join(starts)}.\nFisher: the slope the expected Fisher information at the truth along "
+        "the grid predicts (local asymptotics, MODEL.md section 5); theory: the minimax rate of section 4."
+    )
     for r in rows:
         if r.theory is None:
             print(f"  {r.setting} {r.parameter}: {r.theory_reason}")
@@ -174,24 +180,33 @@ def _print_disagreements(rows) -> None:
     missed = [r for r in rows if r.agrees is False]
     if not missed:
         return
-    print("\nwhere ours is not within 0.05 of the theory with its CI covering it, the evidence "
-          "(ours [95% CI] / local Fisher, over n >= n0):")
+    print(
+        "\nwhere ours is not within 0.05 of the theory with its CI covering it, the evidence "
+        "(ours [95% CI] / local Fisher, over n >= n0):"
+    )
     for r in missed:
         parts = [f"ours {_fmt(r.empirical)} vs theory {r.theory_text}"]
         if r.n_bound:
-            parts.append(f"{r.n_bound} fits on the box, none from n = {r.regular_n0} on"
-                         if r.regular_n0 else f"{r.n_bound} fits on the box")
+            parts.append(
+                f"{r.n_bound} fits on the box, none from n = {r.regular_n0} on"
+                if r.regular_n0
+                else f"{r.n_bound} fits on the box"
+            )
         cuts = [m for m in r.by_n0 if m["empirical"] is not None]
         if cuts:
             centre = math.sqrt(cuts[0]["n0"] * r.by_n0[-1]["n0"])
             middle = min(cuts, key=lambda m: abs(math.log(m["n0"] / centre)))
             regular = next((m for m in cuts if m["n0"] == r.regular_n0), None)
             for m in [regular, middle] if regular not in (None, middle) else [middle]:
-                parts.append(f"n0 = {m['n0']}: {_fmt(m['empirical'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
-                             f" / {_fmt(m['local'])}")
+                parts.append(
+                    f"n0 = {m['n0']}: {_fmt(m['empirical'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+                    f" / {_fmt(m['local'])}"
+                )
         print(f"  {r.setting} {r.parameter}: " + "; ".join(parts))
-    print("  (theory: minimax exponents, worst cases over classes of truths; local Fisher: the asymptotics at "
-          "this sequence of truths; notebooks/02_nondistinguishable_rates.ipynb varies n0 and c)")
+    print(
+        "  (theory: minimax exponents, worst cases over classes of truths; local Fisher: the asymptotics at "
+        "this sequence of truths; notebooks/02_nondistinguishable_rates.ipynb varies n0 and c)"
+    )
 
 
 def _print_cutoffs(rows) -> None:
@@ -204,9 +219,18 @@ def _print_cutoffs(rows) -> None:
 def cmd_rates(args) -> int:
     from bayescmoe.studies.rates import Start, n_grid, rate_table, run_rates
 
-    study = run_rates(args.spec, n_grid(args.n_min, args.n_max, args.num_n), args.reps, seed=args.seed,
-                      start=Start(args.init), store=args.store, workers=args.workers, scheduler=args.scheduler,
-                      progress=lambda d, t, bar=_Progress(not args.json): bar(args.spec, d, t))
+    bar = _Progress(not args.json)
+    study = run_rates(
+        args.spec,
+        n_grid(args.n_min, args.n_max, args.num_n),
+        args.reps,
+        seed=args.seed,
+        start=Start(args.init),
+        store=args.store,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=lambda d, t: bar(args.spec, d, t),
+    )
     table = rate_table(study, n0=args.n0, local=True)
     if args.plots:
         from bayescmoe.studies.plots import plot_study
@@ -231,15 +255,19 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = out / (f"store-{scale}.sqlite" if group == "softmax" else f"store-{group}-{scale}.sqlite")
-    results = reproduce(scale, store, group=group, workers=args.workers, scheduler=args.scheduler,
-                        progress=_Progress(not args.json))
+    results = reproduce(
+        scale, store, group=group, workers=args.workers, scheduler=args.scheduler, progress=_Progress(not args.json)
+    )
     rows = [row for _, table in results for row in table]
     for study, table in results:
         plot_study(study, table, out)
     extra = _constant_analyses(results) if group == "constant" else {}
     if args.json:
-        print(json.dumps({"rates": [r.to_dict() for r in rows], **extra} if extra else [r.to_dict() for r in rows],
-                         indent=2))
+        print(
+            json.dumps(
+                {"rates": [r.to_dict() for r in rows], **extra} if extra else [r.to_dict() for r in rows], indent=2
+            )
+        )
     else:
         _print_rate_table(rows)
         if extra:
@@ -254,33 +282,51 @@ def _constant_analyses(results) -> dict:
 
     studies = {study.spec.name: study for study, _ in results}
     return {
-        "softmax_vs_constant": gating_comparison(studies["softmax_studentt_vanishing"],
-                                                 studies["constant_studentt_vanishing"]),
-        "coupling": {name: coupling(studies[name]) for name in
-                     ("constant_gaussian_linear", "constant_gaussian_tanh", "constant_gaussian_linear_merging",
-                      "constant_gaussian_tanh_merging", "constant_studentt_linear")},
+        "softmax_vs_constant": gating_comparison(
+            studies["softmax_studentt_vanishing"], studies["constant_studentt_vanishing"]
+        ),
+        "coupling": {
+            name: coupling(studies[name])
+            for name in (
+                "constant_gaussian_linear",
+                "constant_gaussian_tanh",
+                "constant_gaussian_linear_merging",
+                "constant_gaussian_tanh_merging",
+                "constant_studentt_linear",
+            )
+        },
     }
 
 
 def _print_constant_analyses(extra) -> None:
-    print("\nsoftmax against constant gating on the same datasets (softmax_studentt_vanishing vs "
-          "constant_studentt_vanishing; gate ~ 2 n^-1/4):")
-    print(f"{'param':<6} {'softmax rate':>22} {'constant rate':>22} {'difference':>22}   loss ratio softmax/constant "
-          "at the smallest and largest n")
+    print(
+        "\nsoftmax against constant gating on the same datasets (softmax_studentt_vanishing vs "
+        "constant_studentt_vanishing; gate ~ 2 n^-1/4):"
+    )
+    print(
+        f"{'param':<6} {'softmax rate':>22} {'constant rate':>22} {'difference':>22}   loss ratio softmax/constant "
+        "at the smallest and largest n"
+    )
     for r in extra["softmax_vs_constant"]:
         first, last = r["ratio_by_n"][0], r["ratio_by_n"][-1]
-        print(f"{r['parameter']:<6} {r['rate_softmax']:6.3f} [{r['ci_softmax'][0]:.3f}, {r['ci_softmax'][1]:.3f}] "
-              f"{r['rate_constant']:6.3f} [{r['ci_constant'][0]:.3f}, {r['ci_constant'][1]:.3f}] "
-              f"{r['rate_difference']:+6.3f} [{r['ci_difference'][0]:+.3f}, {r['ci_difference'][1]:+.3f}]   "
-              f"n={first['n']}: {first['ratio']:.2f} [{first['ci_low']:.2f}, {first['ci_high']:.2f}]; "
-              f"n={last['n']}: {last['ratio']:.2f} [{last['ci_low']:.2f}, {last['ci_high']:.2f}]")
-    print("\ncorrelation of (b_hat - b*, nu_hat - nu*) across replications (pooled over n, standardised per n; "
-          "95% Fisher-z CI):")
+        print(
+            f"{r['parameter']:<6} {r['rate_softmax']:6.3f} [{r['ci_softmax'][0]:.3f}, {r['ci_softmax'][1]:.3f}] "
+            f"{r['rate_constant']:6.3f} [{r['ci_constant'][0]:.3f}, {r['ci_constant'][1]:.3f}] "
+            f"{r['rate_difference']:+6.3f} [{r['ci_difference'][0]:+.3f}, {r['ci_difference'][1]:+.3f}]   "
+            f"n={first['n']}: {first['ratio']:.2f} [{first['ci_low']:.2f}, {first['ci_high']:.2f}]; "
+            f"n={last['n']}: {last['ratio']:.2f} [{last['ci_low']:.2f}, {last['ci_high']:.2f}]"
+        )
+    print(
+        "\ncorrelation of (b_hat - b*, nu_hat - nu*) across replications (pooled over n, standardised per n; "
+        "95% Fisher-z CI):"
+    )
     for name, rows in extra["coupling"].items():
         pooled = rows[-1] if rows and rows[-1]["n"] is None else None
         if pooled:
-            print(f"  {name:<34} {pooled['corr']:+.3f} [{pooled['ci_low']:+.3f}, {pooled['ci_high']:+.3f}] "
-                  f"over {pooled['fits']} fits")
+            print(
+                f"  {name:<34} {pooled['corr']:+.3f} [{pooled['ci_low']:+.3f}, {pooled['ci_high']:+.3f}] "
+                f"over {pooled['fits']} fits"
+            )
 
 
 def cmd_check(args) -> int:
@@ -288,33 +334,54 @@ def cmd_check(args) -> int:
 
     import bayescmoe as bc
     from bayescmoe.identifiability import (
-        check_distinguishability, check_strong_identifiability, delta_scan, fisher_information, proposition_1,
+        check_distinguishability,
+        check_strong_identifiability,
+        delta_scan,
+        fisher_information,
+        proposition_1,
     )
 
     spec = bc.load_spec(args.spec)
     dist = check_distinguishability(spec, seed=args.seed)
-    strong = {e: check_strong_identifiability(e, seed=args.seed) for e in sorted({spec.prompt.expert, spec.pretrained.expert})}
+    strong = {
+        e: check_strong_identifiability(e, seed=args.seed) for e in sorted({spec.prompt.expert, spec.pretrained.expert})
+    }
     info = fisher_information(spec, n=args.n, n_mc=args.n_mc, seed=args.seed)
     sd = info.asymptotic_sd(args.n)
     scan = None
     if args.scan and proposition_1(spec) is False:
         deltas = [1.0, 0.5, 0.25, 0.125, 0.0625]
-        scan = {p: delta_scan(spec, deltas, parameter=p, n=args.n, n_mc=args.n_mc, seed=args.seed) for p in ("eta", "nu")}
+        scan = {
+            p: delta_scan(spec, deltas, parameter=p, n=args.n, n_mc=args.n_mc, seed=args.seed) for p in ("eta", "nu")
+        }
     if args.json:
         plain = lambda v: np.asarray(v).tolist()  # noqa: E731
         out = {
             "spec": spec.name,
-            "distinguishable": dist.distinguishable, "smallest_singular_value": dist.smallest_singular_value,
-            "tolerance": dist.tolerance, "proposition_1": dist.proposition_1, "explanation": dist.explanation,
+            "distinguishable": dist.distinguishable,
+            "smallest_singular_value": dist.smallest_singular_value,
+            "tolerance": dist.tolerance,
+            "proposition_1": dist.proposition_1,
+            "explanation": dist.explanation,
             "strongly_identifiable": {e: r.strongly_identifiable for e, r in strong.items()},
-            "fisher": {"n": args.n, "eigenvalues": plain(info.eigenvalues), "condition_number": info.condition_number,
-                       "asymptotic_sd": {k: plain(v) for k, v in sd.items()},
-                       "flattest_direction": info.flattest_direction()},
+            "fisher": {
+                "n": args.n,
+                "eigenvalues": plain(info.eigenvalues),
+                "condition_number": info.condition_number,
+                "asymptotic_sd": {k: plain(v) for k, v in sd.items()},
+                "flattest_direction": info.flattest_direction(),
+            },
         }
         if scan:
-            out["delta_scan"] = {p: {"deltas": plain(r["deltas"]), "smallest_eigenvalue": plain(r["smallest_eigenvalue"]),
-                                     "sd": {k: plain(v) for k, v in r["sd"].items()}, "slopes": r["slopes"]}
-                                 for p, r in scan.items()}
+            out["delta_scan"] = {
+                p: {
+                    "deltas": plain(r["deltas"]),
+                    "smallest_eigenvalue": plain(r["smallest_eigenvalue"]),
+                    "sd": {k: plain(v) for k, v in r["sd"].items()},
+                    "slopes": r["slopes"],
+                }
+                for p, r in scan.items()
+            }
         print(json.dumps(out, indent=2))
         return 0
     print(f"{spec.name}: {'DISTINGUISHABLE' if dist.distinguishable else 'NOT DISTINGUISHABLE'}")
@@ -324,15 +391,19 @@ def cmd_check(args) -> int:
         print(f"  {r.explanation}")
     print(f"\nexpected Fisher information at the truth at n = {args.n} (Monte Carlo over {args.n_mc} draws):")
     print("  eigenvalues: " + " ".join(f"{v:.3g}" for v in info.eigenvalues))
-    print(f"  condition number {info.condition_number:.3g}; flattest direction: "
-          + ", ".join(f"{lab} {w:+.2f}" for lab, w in info.flattest_direction()))
+    print(
+        f"  condition number {info.condition_number:.3g}; flattest direction: "
+        + ", ".join(f"{lab} {w:+.2f}" for lab, w in info.flattest_direction())
+    )
     print(f"  asymptotic standard deviations at n = {args.n}:")
     for name, value in sd.items():
         shown = np.array2string(np.asarray(value), precision=4) if np.ndim(value) else f"{value:.4g}"
         print(f"    {name:8s} {shown}")
     if scan:
-        print("\nhow the asymptotic SDs scale with the distance Delta to the pre-trained expert (log-log slopes over "
-              f"Delta in {scan['eta']['deltas'].min():g}..{scan['eta']['deltas'].max():g}; SD ~ Delta^slope):")
+        print(
+            "\nhow the asymptotic SDs scale with the distance Delta to the pre-trained expert (log-log slopes over "
+            f"Delta in {scan['eta']['deltas'].min():g}..{scan['eta']['deltas'].max():g}; SD ~ Delta^slope):"
+        )
         for p, r in scan.items():
             print(f"  moving {p:3s}: " + ", ".join(f"{k} {v:+.2f}" for k, v in r["slopes"].items()))
     return 0
@@ -352,9 +423,20 @@ def cmd_sample(args) -> int:
         raise BayescmoeError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist; create it first")
     spec = bc.load_spec(args.spec)
     X, y = bc.read_csv(args.data, spec, x_columns=args.x_columns, y_column=args.y_column)
-    idata = bc.sample_posterior(spec, X, y, priors=args.priors, draws=args.draws, tune=args.tune, chains=args.chains,
-                                sampler=args.sampler, seed=args.seed, target_accept=args.target_accept,
-                                progressbar=not args.json, check=False)
+    idata = bc.sample_posterior(
+        spec,
+        X,
+        y,
+        priors=args.priors,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        sampler=args.sampler,
+        seed=args.seed,
+        target_accept=args.target_accept,
+        progressbar=not args.json,
+        check=False,
+    )
     try:
         idata.to_netcdf(out, engine="h5netcdf")
     except (OSError, ValueError) as err:
@@ -363,50 +445,85 @@ def cmd_sample(args) -> int:
     diag.warn()
     summary = az.summary(idata, ci_prob=0.95)
     if args.json:
-        print(json.dumps({"spec": spec.name, "out": str(out), "sampler": idata.posterior.attrs["sampler"],
-                          "summary": json.loads(summary.to_json(orient="index")), "diagnostics": diag.to_dict()},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "spec": spec.name,
+                    "out": str(out),
+                    "sampler": idata.posterior.attrs["sampler"],
+                    "summary": json.loads(summary.to_json(orient="index")),
+                    "diagnostics": diag.to_dict(),
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"{spec.name}: {diag.chains} chains x {diag.draws} draws ({idata.posterior.attrs['sampler']}, "
-              f"priors {idata.posterior.attrs['priors']}), started at the MLE; wrote {out}")
+        print(
+            f"{spec.name}: {diag.chains} chains x {diag.draws} draws ({idata.posterior.attrs['sampler']}, "
+            f"priors {idata.posterior.attrs['priors']}), started at the MLE; wrote {out}"
+        )
         print(summary.to_string())
-        print(f"divergences {diag.divergences}; max R-hat "
-              f"{max(diag.r_hat.values(), default=float('nan')):.3f}; min bulk ESS {min(diag.ess_bulk.values()):.0f}; "
-              f"min tail ESS {min(diag.ess_tail.values()):.0f}: {'ok' if diag.ok else 'see the warnings'}")
+        print(
+            f"divergences {diag.divergences}; max R-hat "
+            f"{max(diag.r_hat.values(), default=float('nan')):.3f}; min bulk ESS {min(diag.ess_bulk.values()):.0f}; "
+            f"min tail ESS {min(diag.ess_tail.values()):.0f}: {'ok' if diag.ok else 'see the warnings'}"
+        )
     return 0 if diag.ok else 1
 
 
 def _print_widening(study) -> None:
     slopes_delta = [r for r in study.slopes("delta") if r["fixed"] == study.ns[-1]]
     slopes_n = [r for r in study.slopes("n") if r["fixed"] in (study.deltas[0], study.deltas[-1])]
-    for title, rows in ((f"log posterior SD against log Delta at n = {study.ns[-1]}", slopes_delta),
-                        ("log posterior SD against log n", slopes_n)):
+    for title, rows in (
+        (f"log posterior SD against log Delta at n = {study.ns[-1]}", slopes_delta),
+        ("log posterior SD against log n", slopes_n),
+    ):
         print(f"\n{title} (95% bootstrap CI over replications):")
-        print(f"{'family':<8} {'at':>7} {'param':<8} {'posterior':>9} {'CI':>16} {'paper':>6} {'Fisher':>7} "
-              f"{'MLE SE':>7}  reading")
+        print(
+            f"{'family':<8} {'at':>7} {'param':<8} {'posterior':>9} {'CI':>16} {'paper':>6} {'Fisher':>7} "
+            f"{'MLE SE':>7}  reading"
+        )
         for r in rows:
             at = f"n={r['fixed']}" if r["against"] == "delta" else f"D={r['fixed']:g}"
             ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
-            print(f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {_fmt(r['paper']):>6} "
-                  f"{_fmt(r['fisher']):>7} {_fmt(r['mle']):>7}  {r['why']}")
+            print(
+                f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {_fmt(r['paper']):>6} "
+                f"{_fmt(r['fisher']):>7} {_fmt(r['mle']):>7}  {r['why']}"
+            )
 
 
 def cmd_widening(args) -> int:
     from bayescmoe.studies.plots import plot_widening
     from bayescmoe.studies.widening import widening
 
-    study = widening(args.spec, args.deltas, args.ns, args.reps, counterpart_family=None if args.counterpart == "none"
-                     else args.counterpart, draws=args.draws, tune=args.tune, chains=args.chains, sampler=args.sampler,
-                     sensitivity=not args.no_sensitivity, seed=args.seed, directory=args.out, workers=args.workers,
-                     scheduler=args.scheduler, progress=_Progress(not args.json))
+    study = widening(
+        args.spec,
+        args.deltas,
+        args.ns,
+        args.reps,
+        counterpart_family=None if args.counterpart == "none" else args.counterpart,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        sampler=args.sampler,
+        sensitivity=not args.no_sensitivity,
+        seed=args.seed,
+        directory=args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=_Progress(not args.json),
+    )
     if args.json:
         print(json.dumps(study.to_dict(), indent=2, allow_nan=False))
     else:
         _print_widening(study)
     try:  # after the table: a plotting problem must not hide hours of sampling
         paths = plot_widening(study, args.out)
-    except Exception as err:  # noqa: BLE001
-        warnings.warn(f"the plots were not written ({type(err).__name__}: {err}); the cells are in {args.out}/cells.jsonl")
+    except Exception as err:
+        warnings.warn(
+            f"the plots were not written ({type(err).__name__}: {err}); the cells are in {args.out}/cells.jsonl",
+            stacklevel=2,
+        )
         paths = []
     if not args.json:
         print(f"\nplots, posteriors and every cell (cells.jsonl, resumable): {args.out}/ ({len(paths)} figures)")
@@ -451,13 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", metavar="SPEC")
     _data_options(p)
-    p.add_argument("--init", choices=["multistart", "truth"], default="multistart",
-                   help="starting points: random multistart (default) or the spec's truth at n")
+    p.add_argument(
+        "--init",
+        choices=["multistart", "truth"],
+        default="multistart",
+        help="starting points: random multistart (default) or the spec's truth at n",
+    )
     p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts (default 10)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts (default 0)")
-    p.add_argument("--method", choices=["mle", "map", "em"], default="mle",
-                   help="mle: Newton MLE (default); map: MAP under the weakly informative priors; "
-                   "em: the MLE by the papers' EM algorithm")
+    p.add_argument(
+        "--method",
+        choices=["mle", "map", "em"],
+        default="mle",
+        help="mle: Newton MLE (default); map: MAP under the weakly informative priors; "
+        "em: the MLE by the papers' EM algorithm",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="interval level 1 - alpha (default 0.05)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=cmd_fit)
@@ -489,13 +614,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     _data_options(p)
     p.add_argument("--out", required=True, help="netCDF file to write (e.g. posterior.nc)")
-    p.add_argument("--priors", choices=["weak", "flat"], default="weak",
-                   help="weak: the weakly informative defaults (default); flat: uniform on the spec's box")
+    p.add_argument(
+        "--priors",
+        choices=["weak", "flat"],
+        default="weak",
+        help="weak: the weakly informative defaults (default); flat: uniform on the spec's box",
+    )
     p.add_argument("--draws", type=_positive_int, default=1000, help="kept draws per chain (default 1000)")
     p.add_argument("--tune", type=_nonnegative_int, default=1000, help="tuning steps per chain (default 1000)")
     p.add_argument("--chains", type=_positive_int, default=4, help="chains (default 4)")
-    p.add_argument("--sampler", choices=["auto", "nutpie", "pymc"], default="auto",
-                   help="auto: nutpie when installed, else PyMC's NUTS")
+    p.add_argument(
+        "--sampler",
+        choices=["auto", "nutpie", "pymc"],
+        default="auto",
+        help="auto: nutpie when installed, else PyMC's NUTS",
+    )
     p.add_argument("--target-accept", type=float, default=0.8, help="NUTS target acceptance (default 0.8)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the MLE and the sampler (default 0)")
     p.add_argument("--json", action="store_true", help="print summary and diagnostics as JSON, no progress bar")
@@ -511,18 +644,36 @@ def build_parser() -> argparse.ArgumentParser:
         "to --out (the same command again resumes).",
     )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--deltas", type=_floats, default=[0.125, 0.25, 0.5, 1.0, 2.0], metavar="D1,D2,...",
-                   help="distances Delta (default 0.125,0.25,0.5,1,2)")
-    p.add_argument("--ns", type=_ints, default=[1000, 3000, 10000], metavar="N1,N2,...",
-                   help="sample sizes (default 1000,3000,10000)")
+    p.add_argument(
+        "--deltas",
+        type=_floats,
+        default=[0.125, 0.25, 0.5, 1.0, 2.0],
+        metavar="D1,D2,...",
+        help="distances Delta (default 0.125,0.25,0.5,1,2)",
+    )
+    p.add_argument(
+        "--ns",
+        type=_ints,
+        default=[1000, 3000, 10000],
+        metavar="N1,N2,...",
+        help="sample sizes (default 1000,3000,10000)",
+    )
     p.add_argument("--reps", type=_positive_int, default=3, help="datasets per cell (default 3)")
     p.add_argument("--draws", type=_positive_int, default=500, help="kept draws per chain (default 500)")
     p.add_argument("--tune", type=_nonnegative_int, default=500, help="tuning steps per chain (default 500)")
     p.add_argument("--chains", type=_positive_int, default=2, help="chains (default 2)")
-    p.add_argument("--sampler", choices=["auto", "nutpie", "pymc"], default="pymc",
-                   help="pymc (default: compiles in seconds in each worker), nutpie or auto")
-    p.add_argument("--counterpart", choices=["laplace", "none"], default="laplace",
-                   help="the distinguishable counterpart's f0 family (default laplace)")
+    p.add_argument(
+        "--sampler",
+        choices=["auto", "nutpie", "pymc"],
+        default="pymc",
+        help="pymc (default: compiles in seconds in each worker), nutpie or auto",
+    )
+    p.add_argument(
+        "--counterpart",
+        choices=["laplace", "none"],
+        default="laplace",
+        help="the distinguishable counterpart's f0 family (default laplace)",
+    )
     p.add_argument("--no-sensitivity", action="store_true", help="skip the wide-prior runs")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
     p.add_argument("--out", default="bayescmoe-widening", help="directory of cells, posteriors and plots")
@@ -544,9 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=_positive_int, required=True, help="replications per sample size")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
     p.add_argument("--store", required=True, help="SQLite file of the fits (created or resumed)")
-    p.add_argument("--init", choices=["perturbed", "truth", "multistart"], default="perturbed",
-                   help="starts: the truth perturbed by noise shrinking as n^-1/4 (default), the truth, "
-                   "or random multistart")
+    p.add_argument(
+        "--init",
+        choices=["perturbed", "truth", "multistart"],
+        default="perturbed",
+        help="starts: the truth perturbed by noise shrinking as n^-1/4 (default), the truth, or random multistart",
+    )
     p.add_argument("--n0", type=_nonnegative_int, default=0, help="fit the slopes over n >= N0 only")
     p.add_argument("--plots", metavar="DIR", help="write log-log plots (PNG and SVG) to DIR")
     _execution_options(p)
@@ -564,9 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
     scale.add_argument("--paper", action="store_true", help="the paper's scale")
-    p.add_argument("--constant", action="store_true",
-                   help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
-                   "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling")
+    p.add_argument(
+        "--constant",
+        action="store_true",
+        help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
+        "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling",
+    )
     p.add_argument("--out", default="bayescmoe-reproduce", help="directory of the store and the plots")
     _execution_options(p)
     p.set_defaults(func=cmd_reproduce)
@@ -576,8 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_options(p: argparse.ArgumentParser) -> None:
     """Where the data come from: a CSV file and its columns."""
     p.add_argument("--data", required=True, help="CSV file with a header: covariates x1..xd and y")
-    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
-                   help="covariate columns, in order (default x1..xd)")
+    p.add_argument(
+        "--x-columns",
+        type=_columns,
+        default=None,
+        metavar="A,B,...",
+        help="covariate columns, in order (default x1..xd)",
+    )
     p.add_argument("--y-column", default="y", help="response column (default y)")
 
 
@@ -615,11 +777,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bayescmoe: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as err:  # noqa: BLE001 - the CLI's promise: one line, never a traceback
+    except Exception as err:
         if os.environ.get("BAYESCMOE_DEBUG"):
             raise
-        print(f"bayescmoe: error: unexpected {type(err).__name__}: {err} "
-              "(set BAYESCMOE_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(
+            f"bayescmoe: error: unexpected {type(err).__name__}: {err} (set BAYESCMOE_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
 
 

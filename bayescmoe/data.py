@@ -7,8 +7,9 @@ the problem and the fix (which rows hold NaN, which columns are missing...).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,9 +74,7 @@ def check_data(spec: Spec, X: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarra
     for name, bad in (("X", ~np.isfinite(X).all(axis=1)), ("y", ~np.isfinite(y))):
         if bad.any():
             word = "row" if bad.sum() == 1 else "rows"
-            raise DataError(
-                f"{name} has NaN or inf in {word} {_rows(bad)} (0-based); remove or impute those rows"
-            )
+            raise DataError(f"{name} has NaN or inf in {word} {_rows(bad)} (0-based); remove or impute those rows")
     if y.shape[0] < min_n:
         raise DataError(
             f"{y.shape[0]} observations cannot identify {min_n - 1} parameters of {spec.name!r}; "
@@ -102,9 +101,7 @@ def read_csv(
     """
     x_columns = list(x_columns) if x_columns is not None else list(spec.covariate_names)
     if len(x_columns) != spec.dim:
-        raise DataError(
-            f"{len(x_columns)} covariate columns were named but spec {spec.name!r} has dim = {spec.dim}"
-        )
+        raise DataError(f"{len(x_columns)} covariate columns were named but spec {spec.name!r} has dim = {spec.dim}")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)

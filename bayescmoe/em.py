@@ -21,7 +21,8 @@ settings): it is the baseline the papers used, and a real estimator here.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy import optimize, special
@@ -106,8 +107,9 @@ class _EM:
         theta = theta.copy()
         point, resp = self.lik.pointwise(theta)
         loglik = point.sum()
-        status, it = Status.MAX_ITER, maxiter
-        for it in range(1, maxiter + 1):
+        status, it = Status.MAX_ITER, 0
+        while it < maxiter:
+            it += 1
             theta = self.m_step(theta, resp)
             point, resp = self.lik.pointwise(theta)
             new = point.sum()
@@ -162,7 +164,13 @@ class _EM:
 
 
 def _bounded_bfgs(fun, x0, lower, upper) -> np.ndarray:
-    res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lower, upper)),
-                            options={"maxiter": 200, "ftol": 1e-14, "gtol": 1e-10})
+    res = optimize.minimize(
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(lower, upper)),
+        options={"maxiter": 200, "ftol": 1e-14, "gtol": 1e-10},
+    )
     # an M-step need only not decrease Q: keep the old block if the optimiser made it worse
     return res.x if res.fun <= fun(x0)[0] else x0

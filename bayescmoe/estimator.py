@@ -74,19 +74,25 @@ class ContaminatedMoE:
         keys = ("spec", "init", "n_starts", "bounds", "maxiter", "random_state")
         return {k: getattr(self, k) for k in keys}
 
-    def set_params(self, **params: Any) -> "ContaminatedMoE":
+    def set_params(self, **params: Any) -> ContaminatedMoE:
         for key, value in params.items():
             if key not in self.get_params():
                 raise ValueError(f"unknown parameter {key!r}; valid: {', '.join(self.get_params())}")
             setattr(self, key, value)
         return self
 
-    def fit(self, X: Any, y: Any) -> "ContaminatedMoE":
+    def fit(self, X: Any, y: Any) -> ContaminatedMoE:
         """Fit the MLE; returns ``self``."""
         self.spec_ = load_spec(self.spec)
         self.fit_: FitResult = fit_mle(
-            self.spec_, X, y, init=self.init, n_starts=self.n_starts, seed=self.random_state,
-            bounds=self.bounds, maxiter=self.maxiter,
+            self.spec_,
+            X,
+            y,
+            init=self.init,
+            n_starts=self.n_starts,
+            seed=self.random_state,
+            bounds=self.bounds,
+            maxiter=self.maxiter,
         )
         self.params_ = self.fit_.params
         self.converged_ = self.fit_.converged

@@ -76,8 +76,13 @@ EXPERTS: dict[str, Expert] = {
         Expert("tanh", "tanh(z)", pt.tanh, np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
         Expert("sigmoid", "1 / (1 + exp(-z))", pt.sigmoid, special.expit, _sigmoid_derivative),
         Expert("gelu", "z * Phi(z), Phi the standard normal CDF", _gelu_tensor, _gelu_numpy, _gelu_derivative),
-        Expert("relu", "max(0, z)", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0),
-               lambda z: (z > 0).astype(float)),
+        Expert(
+            "relu",
+            "max(0, z)",
+            lambda z: pt.maximum(z, 0.0),
+            lambda z: np.maximum(z, 0.0),
+            lambda z: (z > 0).astype(float),
+        ),
     )
 }
 
@@ -91,6 +96,4 @@ def get_expert(name: str) -> Expert:
     try:
         return EXPERTS[name]
     except KeyError:
-        raise SpecError(
-            f"unknown expert {name!r}; choose one of {', '.join(sorted(EXPERTS))}"
-        ) from None
+        raise SpecError(f"unknown expert {name!r}; choose one of {', '.join(sorted(EXPERTS))}") from None

@@ -101,9 +101,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise SpecError(
-            f"unknown family {name!r}; choose one of {', '.join(sorted(FAMILIES))}"
-        ) from None
+        raise SpecError(f"unknown family {name!r}; choose one of {', '.join(sorted(FAMILIES))}") from None
 
 
 def prompt_dist(mu, nu):

@@ -23,9 +23,10 @@ The tolerance of every rank test is NumPy's: a normalised singular value below
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -106,7 +107,9 @@ def _points(spec: Spec, n_random: int, rng: np.random.Generator) -> dict[str, di
         closest["b"] = pre.intercept
     points["closest to f0"] = closest
     for k in range(n_random):
-        point = dict(points["truth"], eta=rng.standard_normal(d), nu=float(np.exp(rng.uniform(np.log(0.1), np.log(2.0)))))
+        point = dict(
+            points["truth"], eta=rng.standard_normal(d), nu=float(np.exp(rng.uniform(np.log(0.1), np.log(2.0))))
+        )
         if spec.prompt.intercept:
             point["b"] = float(rng.standard_normal())
         points[f"random {k + 1}"] = point
@@ -135,8 +138,9 @@ def _definition_1_matrix(spec: Spec, params: dict[str, Any], n_points: int, rng)
     return np.column_stack(columns), names
 
 
-def check_distinguishability(spec: Spec | str, *, n_points: int = 4000, n_random: int = 6,
-                             seed: int = 0) -> DistinguishabilityResult:
+def check_distinguishability(
+    spec: Spec | str, *, n_points: int = 4000, n_random: int = 6, seed: int = 0
+) -> DistinguishabilityResult:
     """Definition 1, tested numerically (see the module docstring).
 
     Examples
@@ -150,7 +154,7 @@ def check_distinguishability(spec: Spec | str, *, n_points: int = 4000, n_random
     rng = np.random.default_rng(seed)
     by_point, tol = {}, 0.0
     for label, params in _points(spec, n_random, rng).items():
-        M, names = _definition_1_matrix(spec, params, n_points, rng)
+        M, _ = _definition_1_matrix(spec, params, n_points, rng)
         s, tol = _normalised_singular_values(M)
         by_point[label] = float(s[-1])
     worst = min(by_point, key=by_point.get)
@@ -159,13 +163,17 @@ def check_distinguishability(spec: Spec | str, *, n_points: int = 4000, n_random
     prop = proposition_1(spec)
     pre = spec.pretrained
     if verdict:
-        why = (f"f0 ({pre.family}, {pre.expert} mean), f and the derivatives of f in (eta, "
-               f"{'b, ' if spec.prompt.intercept else ''}nu) are linearly independent at every tested point "
-               f"(smallest normalised singular value {smallest:.2g} at '{worst}', tolerance {tol:.2g})")
+        why = (
+            f"f0 ({pre.family}, {pre.expert} mean), f and the derivatives of f in (eta, "
+            f"{'b, ' if spec.prompt.intercept else ''}nu) are linearly independent at every tested point "
+            f"(smallest normalised singular value {smallest:.2g} at '{worst}', tolerance {tol:.2g})"
+        )
     else:
-        why = (f"at '{worst}' a combination of f0, f and the derivatives of f vanishes (normalised singular "
-               f"value {smallest:.2g} <= tolerance {tol:.2g}): the prompt can reproduce the pre-trained "
-               f"{pre.family} expert, so their parameters trade off and estimation rates slow down")
+        why = (
+            f"at '{worst}' a combination of f0, f and the derivatives of f vanishes (normalised singular "
+            f"value {smallest:.2g} <= tolerance {tol:.2g}): the prompt can reproduce the pre-trained "
+            f"{pre.family} expert, so their parameters trade off and estimation rates slow down"
+        )
     if prop is not None:
         why += f"; Proposition 1 says {'distinguishable' if prop else 'not distinguishable'}"
         if prop != verdict:
@@ -200,8 +208,9 @@ class StrongIdentifiabilityResult:
     explanation: str
 
 
-def check_strong_identifiability(expert: str, *, dim: int = 2, n_points: int = 4000, seed: int = 0
-                                 ) -> StrongIdentifiabilityResult:
+def check_strong_identifiability(
+    expert: str, *, dim: int = 2, n_points: int = 4000, seed: int = 0
+) -> StrongIdentifiabilityResult:
     """Definition 2, tested numerically (see the module docstring); derivatives by pytensor's autodiff.
 
     >>> [check_strong_identifiability(e).strongly_identifiable for e in ("tanh", "relu")]
@@ -223,14 +232,20 @@ def check_strong_identifiability(expert: str, *, dim: int = 2, n_points: int = 4
     s, tol = _normalised_singular_values(np.column_stack([c for cols in groups.values() for c in cols]))
     verdict = s[-1] > tol and not zero
     if zero:
-        why = (f"the {' and '.join(zero)} of {expert} vanish {'identically' if expert == 'linear' else 'almost everywhere'}"
-               f" in (eta, b): the three groups cannot be linearly independent")
+        why = (
+            f"the {' and '.join(zero)} of {expert} vanish {'identically' if expert == 'linear' else 'almost everywhere'}"
+            f" in (eta, b): the three groups cannot be linearly independent"
+        )
         if expert == "linear":
-            why += ("; a linear expert is linear in its parameters, so its second-order terms carry no "
-                    "information and the papers' rates for strongly identifiable experts do not apply")
+            why += (
+                "; a linear expert is linear in its parameters, so its second-order terms carry no "
+                "information and the papers' rates for strongly identifiable experts do not apply"
+            )
     elif verdict:
-        why = (f"first derivatives, second derivatives and products of first derivatives of {expert} are "
-               f"linearly independent (smallest normalised singular value {s[-1]:.2g}, tolerance {tol:.2g})")
+        why = (
+            f"first derivatives, second derivatives and products of first derivatives of {expert} are "
+            f"linearly independent (smallest normalised singular value {s[-1]:.2g}, tolerance {tol:.2g})"
+        )
     else:
         why = f"a combination of the three groups of {expert} vanishes (normalised singular value {s[-1]:.2g})"
     return StrongIdentifiabilityResult(expert, bool(verdict), float(s[-1]), tol, zero, why)
@@ -272,8 +287,9 @@ class FisherInformation:
         return [(self.labels[i], float(v[i])) for i in order]
 
 
-def fisher_information(spec: Spec | str, params: dict[str, Any] | None = None, *, n: int = 10_000,
-                       n_mc: int = 200_000, seed: int = 0) -> FisherInformation:
+def fisher_information(
+    spec: Spec | str, params: dict[str, Any] | None = None, *, n: int = 10_000, n_mc: int = 200_000, seed: int = 0
+) -> FisherInformation:
     """The expected Fisher information at ``params`` (default: the spec's truth at ``n``).
 
     Monte Carlo over ``n_mc`` simulated observations of the compiled per-observation scores
@@ -297,8 +313,9 @@ def merge_direction(spec: Spec) -> np.ndarray:
     return np.ones(spec.dim) / np.sqrt(spec.dim) if direction is None else np.asarray(direction)
 
 
-def prompt_at(spec: Spec, base: dict[str, Any], delta: float, parameter: str = "eta",
-              direction: np.ndarray | None = None) -> dict[str, Any]:
+def prompt_at(
+    spec: Spec, base: dict[str, Any], delta: float, parameter: str = "eta", direction: np.ndarray | None = None
+) -> dict[str, Any]:
     """``base`` with the prompt at distance ``delta`` from the pre-trained expert.
 
     ``parameter="eta"``: ``eta = eta0 + delta u`` (u: ``direction``, default :func:`merge_direction`)
@@ -317,8 +334,15 @@ def prompt_at(spec: Spec, base: dict[str, Any], delta: float, parameter: str = "
     return params
 
 
-def delta_scan(spec: Spec | str, deltas: Sequence[float], *, parameter: str = "eta", n: int = 10_000,
-               n_mc: int = 200_000, seed: int = 0) -> dict[str, Any]:
+def delta_scan(
+    spec: Spec | str,
+    deltas: Sequence[float],
+    *,
+    parameter: str = "eta",
+    n: int = 10_000,
+    n_mc: int = 200_000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """How the information's smallest eigenvalue and each asymptotic SD scale with Delta.
 
     The truth is the spec's at ``n`` with the prompt moved to distance Delta from the
@@ -344,5 +368,11 @@ def delta_scan(spec: Spec | str, deltas: Sequence[float], *, parameter: str = "e
     sd = {k: np.array([r[1][k] for r in rows]) for k in rows[0][1]}
     slopes = {k: float(np.polyfit(logd, np.log(v), 1)[0]) for k, v in sd.items()}
     slopes["smallest_eigenvalue"] = float(np.polyfit(logd, np.log(np.clip(smallest, 1e-300, None)), 1)[0])
-    return {"deltas": np.asarray(deltas, dtype=float), "smallest_eigenvalue": smallest, "sd": sd, "slopes": slopes,
-            "parameter": parameter, "n": n}
+    return {
+        "deltas": np.asarray(deltas, dtype=float),
+        "smallest_eigenvalue": smallest,
+        "sd": sd,
+        "slopes": slopes,
+        "parameter": parameter,
+        "n": n,
+    }

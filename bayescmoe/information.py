@@ -9,7 +9,8 @@ worst-case over classes of truths.  Both are worth setting side by side.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,14 @@ from bayescmoe.spec import Spec, load_spec
 __all__ = ["expected_information", "predicted_losses"]
 
 
-def expected_information(spec: Spec | str, params: dict[str, Any] | None = None, *, n_mc: int = 200_000,
-                         seed: int = 0, method: str = "scores") -> np.ndarray:
+def expected_information(
+    spec: Spec | str,
+    params: dict[str, Any] | None = None,
+    *,
+    n_mc: int = 200_000,
+    seed: int = 0,
+    method: str = "scores",
+) -> np.ndarray:
     """Per-observation expected Fisher information at ``params`` (default: the truth at n = 1).
 
     A Monte Carlo average over ``n_mc`` observations simulated at ``params``, ordered as
@@ -47,8 +54,9 @@ def expected_information(spec: Spec | str, params: dict[str, Any] | None = None,
     raise ValueError(f"method must be 'scores' or 'hessian', got {method!r}")
 
 
-def predicted_losses(spec: Spec | str, ns: Sequence[int], *, n_mc: int = 200_000, seed: int = 0,
-                     draws: int = 20_000) -> dict[str, np.ndarray]:
+def predicted_losses(
+    spec: Spec | str, ns: Sequence[int], *, n_mc: int = 200_000, seed: int = 0, draws: int = 20_000
+) -> dict[str, np.ndarray]:
     """Mean parameter losses predicted by the local normal approximation at the truth at each n.
 
     For each n: ``Sigma = I(theta*(n))^-1 / n``; the mean loss of a scalar is

@@ -83,7 +83,9 @@ def _conditional_density(spec: Spec, X: np.ndarray, params: dict[str, Any], grid
     return (1.0 - g) * f0 + g * f1
 
 
-def hellinger(spec: Spec, params: dict[str, Any], truth: dict[str, Any], X: np.ndarray | None = None) -> tuple[float, float]:
+def hellinger(
+    spec: Spec, params: dict[str, Any], truth: dict[str, Any], X: np.ndarray | None = None
+) -> tuple[float, float]:
     """Mean over x of the Hellinger distance between the fitted and true p(y | x), and its MC s.e.
 
     Parameters
@@ -94,7 +96,9 @@ def hellinger(spec: Spec, params: dict[str, Any], truth: dict[str, Any], X: np.n
     X = _covariate_sample(spec) if X is None else X
     pre = spec.pretrained
     centres = [X @ np.array(pre.eta) + pre.intercept, X @ np.asarray(params["eta"]), X @ np.asarray(truth["eta"])]
-    centres = [get_expert(pre.expert).numpy(centres[0])] + [get_expert(spec.prompt.expert).numpy(c) for c in centres[1:]]
+    centres = [get_expert(pre.expert).numpy(centres[0])] + [
+        get_expert(spec.prompt.expert).numpy(c) for c in centres[1:]
+    ]
     half = WIDTH * max(_component_sd(spec, params["nu"]), _component_sd(spec, truth["nu"]))
     lo = np.min(centres, axis=0) - half
     hi = np.max(centres, axis=0) + half

@@ -15,7 +15,8 @@ compiled estimators of :mod:`bayescmoe.objective`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pymc as pm

@@ -91,7 +91,7 @@ def _function(inputs, outputs, what: str):
         try:
             with pytensor.config.change_flags(openmp=True, openmp_elemwise_minsize=OPENMP_MINSIZE):
                 fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
-        except Exception as err:  # noqa: BLE001 - any compiler failure: retry without OpenMP
+        except Exception as err:
             _log.info("OpenMP compilation failed (%s); compiling single-threaded", type(err).__name__)
             fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
@@ -226,7 +226,7 @@ class Likelihood:
 
     def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
-        l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._pass(theta)
+        ll, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._pass(theta)
         g, p, k = self.gate_cols, self.prompt_cols, self.D.shape[1]
         V = self.DT @ np.column_stack([Lz, Lu, Lzv, Luv])
         G = self._weighted_grams((Lzz, Lzu, Luu))
@@ -240,7 +240,7 @@ class Likelihood:
                 [hgv[None, :], hpv[None, :], np.array([[Lvv.sum()]])],
             ]
         )
-        return float(l.sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
+        return float(ll.sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
 
 
 def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:

@@ -55,7 +55,9 @@ def resolve_sampler(sampler: str) -> str:
     if sampler == "auto":
         return "nutpie" if _nutpie_installed() else "pymc"
     if sampler == "nutpie" and not _nutpie_installed():
-        raise BayescmoeError("sampler 'nutpie' is not installed; pip install 'bayescmoe[nutpie]', or use --sampler pymc")
+        raise BayescmoeError(
+            "sampler 'nutpie' is not installed; pip install 'bayescmoe[nutpie]', or use --sampler pymc"
+        )
     return sampler
 
 
@@ -139,7 +141,10 @@ def sample_posterior(
             idata = _sample_pymc(model, start, draws, tune, chains, cores, seed, target_accept, progressbar)
     idata = _tidy(idata, model, y)
     idata.posterior.attrs.update(
-        sampler=sampler, spec=spec.name, spec_digest=spec.digest(), priors=_describe_priors(priors),
+        sampler=sampler,
+        spec=spec.name,
+        spec_digest=spec.digest(),
+        priors=_describe_priors(priors),
         init=json.dumps({k: np.asarray(v).tolist() for k, v in start.items()}),
     )
     if check:
@@ -165,9 +170,18 @@ def _start(spec: Spec, X, y, init, seed) -> dict[str, np.ndarray]:
 def _sample_pymc(model, start, draws, tune, chains, cores, seed, target_accept, progressbar):
     with model:
         return pm.sample(
-            draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed, initvals=start,
-            init="adapt_diag", target_accept=target_accept, progressbar=progressbar,
-            compute_convergence_checks=False, nuts_sampler="pymc", compile_kwargs={"mode": compile_mode()},
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            initvals=start,
+            init="adapt_diag",
+            target_accept=target_accept,
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+            nuts_sampler="pymc",
+            compile_kwargs={"mode": compile_mode()},
         )
 
 
@@ -176,16 +190,26 @@ def _sample_nutpie(model, start, draws, tune, chains, cores, seed, target_accept
 
     compiled = nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=set())
     return nutpie.sample(
-        compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed, target_accept=target_accept,
-        progress_bar=progressbar, save_warmup=False,
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=seed,
+        target_accept=target_accept,
+        progress_bar=progressbar,
+        save_warmup=False,
     )
 
 
 def _tidy(idata: xr.DataTree, model: pm.Model, y: np.ndarray) -> xr.DataTree:
     """Keep the groups a user needs (posterior, sample_stats, observed_data); add observed_data where the
     sampler (nutpie) left it out, and keep only the model's free variables in the posterior."""
-    keep = {name: idata[name].to_dataset() for name in ("posterior", "sample_stats", "observed_data")
-            if name in idata.children}
+    keep = {
+        name: idata[name].to_dataset()
+        for name in ("posterior", "sample_stats", "observed_data")
+        if name in idata.children
+    }
     if "observed_data" not in keep:
         keep["observed_data"] = xr.Dataset({"y": ("obs", y)}, coords={"obs": np.arange(len(y))})
     keep["posterior"] = keep["posterior"][[v.name for v in model.free_RVs]]
@@ -222,9 +246,16 @@ class Diagnostics:
             warnings.warn(problem, ConvergenceWarning, stacklevel=3)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chains": self.chains, "draws": self.draws, "r_hat": self.r_hat, "ess_bulk": self.ess_bulk,
-                "ess_tail": self.ess_tail, "divergences": self.divergences, "ok": self.ok,
-                "problems": list(self.problems)}
+        return {
+            "chains": self.chains,
+            "draws": self.draws,
+            "r_hat": self.r_hat,
+            "ess_bulk": self.ess_bulk,
+            "ess_tail": self.ess_tail,
+            "divergences": self.divergences,
+            "ok": self.ok,
+            "problems": list(self.problems),
+        }
 
 
 def _worst(ds: xr.Dataset, how) -> dict[str, float]:
@@ -251,7 +282,8 @@ def diagnose(idata: xr.DataTree) -> Diagnostics:
         problems.append(
             f"R-hat above {RHAT_MAX} for {', '.join(sorted(bad))} (worst {worst}: {bad[worst]:.3f}): the chains "
             "disagree; run longer (more tune and draws), and if it persists the posterior may have several "
-            "modes or a ridge (check distinguishability: bayescmoe check SPEC)")
+            "modes or a ridge (check distinguishability: bayescmoe check SPEC)"
+        )
     need = ESS_PER_CHAIN * chains
     for kind, ess in (("bulk", ess_bulk), ("tail", ess_tail)):
         low = {k: v for k, v in ess.items() if not v >= need}
@@ -260,11 +292,13 @@ def diagnose(idata: xr.DataTree) -> Diagnostics:
             problems.append(
                 f"{kind} ESS below {need} ({ESS_PER_CHAIN} per chain) for {', '.join(sorted(low))} (worst {worst}: "
                 f"{low[worst]:.0f}): {'means and SDs' if kind == 'bulk' else 'credible intervals'} are imprecise; "
-                "draw more (draws=)")
+                "draw more (draws=)"
+            )
     if divergences:
         problems.append(
             f"{divergences} divergent transitions of {chains * draws}: the sampler missed curved regions and "
-            "the sample may be biased; raise target_accept (e.g. 0.95) or use tighter priors")
+            "the sample may be biased; raise target_accept (e.g. 0.95) or use tighter priors"
+        )
     return Diagnostics(chains, draws, r_hat, ess_bulk, ess_tail, divergences, problems)
 
 

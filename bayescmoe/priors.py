@@ -22,9 +22,10 @@ The weakly informative defaults, :data:`WEAK_PRIORS`, and why:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -67,8 +68,9 @@ class Prior:
         """The PyMC distribution (``.dist()``), of ``size`` copies if given."""
         cls = getattr(pm, self.distribution)
         # float64 arrays: pytensor would turn a Python float such as 2.5 into a float32 constant
-        kwargs = {k: np.asarray(v, dtype=np.float64) if isinstance(v, (int, float)) else v
-                  for k, v in self.kwargs.items()}
+        kwargs = {
+            k: np.asarray(v, dtype=np.float64) if isinstance(v, (int, float)) else v for k, v in self.kwargs.items()
+        }
         return cls.dist(**kwargs, size=size)
 
     def __repr__(self) -> str:
@@ -101,9 +103,7 @@ def resolve_priors(spec: Spec, priors: str | Mapping[str, Any] | None) -> dict[s
         out get the weakly informative default.
     """
     if priors is None or priors == "flat":
-        chosen: dict[str, Any] = {
-            name: Prior("Uniform", lower=lo, upper=hi) for name, (lo, hi) in spec.bounds.items()
-        }
+        chosen: dict[str, Any] = {name: Prior("Uniform", lower=lo, upper=hi) for name, (lo, hi) in spec.bounds.items()}
     elif priors == "weak":
         chosen = dict(WEAK_PRIORS)
     elif isinstance(priors, Mapping):
@@ -125,8 +125,7 @@ def _as_dist(name: str, prior: Any, spec: Spec) -> TensorVariable:
         return prior.dist(size=size)
     if not isinstance(prior, TensorVariable) or prior.owner is None:
         raise SpecError(
-            f"prior for {name!r} must be a bayescmoe.Prior or a PyMC distribution made with .dist(), "
-            f"got {prior!r}"
+            f"prior for {name!r} must be a bayescmoe.Prior or a PyMC distribution made with .dist(), got {prior!r}"
         )
     if size is not None and prior.type.ndim == 0:
         return change_dist_size(prior, (size,))

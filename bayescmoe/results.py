@@ -177,11 +177,13 @@ class FitResult:
             )
         lr = self.lr_against_pretrained
         if np.isfinite(lr) and lr < stats.chi2.ppf(0.99, self.n_params):
-            why = ("the prompt and the pre-trained expert are then close to non-distinguishable: the gate's "
-                   "information vanishes with their distance (its standard errors grow like 1/distance)"
-                   if proposition_1(self.spec) is False else
-                   "the prompt is close to vanishing or to the pre-trained expert, and the gate's "
-                   "parameters are barely identified")
+            why = (
+                "the prompt and the pre-trained expert are then close to non-distinguishable: the gate's "
+                "information vanishes with their distance (its standard errors grow like 1/distance)"
+                if proposition_1(self.spec) is False
+                else "the prompt is close to vanishing or to the pre-trained expert, and the gate's "
+                "parameters are barely identified"
+            )
             notes.append(
                 f"The fit is not significantly better than the pre-trained expert alone (likelihood ratio "
                 f"{lr:.3g} on {self.n_params} parameters, below the chi-square 99% point "

@@ -13,11 +13,12 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -140,14 +141,12 @@ class Layout:
     def pack(self, params: Mapping[str, Any]) -> np.ndarray:
         """Flatten a parameter dict into a vector; raises on missing names or wrong lengths."""
         vec = np.empty(self.size)
-        for (name, length), sl in zip(self.entries, self.slices.values()):
+        for name, sl in zip(self.names, self.slices.values()):
             if name not in params:
                 raise SpecError(f"parameter {name!r} is missing; expected {', '.join(self.names)}")
             value = np.asarray(params[name], dtype=float).reshape(-1)
             if value.size != sl.stop - sl.start:
-                raise SpecError(
-                    f"parameter {name!r} has {value.size} values; expected {sl.stop - sl.start}"
-                )
+                raise SpecError(f"parameter {name!r} has {value.size} values; expected {sl.stop - sl.start}")
             vec[sl] = value
         return vec
 
@@ -204,7 +203,7 @@ class Spec:
         hi = {k: np.full(max(n, 1), self.bounds[k][1]) for k, n in self.layout.entries}
         return self.layout.pack(lo), self.layout.pack(hi)
 
-    def with_bounds(self, bounds: Mapping[str, Any] | None) -> "Spec":
+    def with_bounds(self, bounds: Mapping[str, Any] | None) -> Spec:
         """A copy of the spec whose box is ``bounds`` (a dict of ``[low, high]``) over the spec's own."""
         if not bounds:
             return self
@@ -362,7 +361,7 @@ class _Table:
             raise self.fail(key, f"must be a string, got {value!r}")
         return value
 
-    def sub(self, key: str, allowed: tuple[str, ...], default: Any = ...) -> "_Table":
+    def sub(self, key: str, allowed: tuple[str, ...], default: Any = ...) -> _Table:
         path = f"{self.path}.{key}" if self.path else key
         return _Table(self.source, path, self.get(key, default), allowed)
 
@@ -420,12 +419,12 @@ def _paper(top: _Table) -> dict[str, Any]:
     t = top.sub("paper", ("source", "rates"))
     rates = t.get("rates")
     if not isinstance(rates, dict):
-        raise t.fail("rates", "must be a table such as { beta = \"0.45\", exp_tau = \"0.23\" }")
+        raise t.fail("rates", 'must be a table such as { beta = "0.45", exp_tau = "0.23" }')
     for key, value in rates.items():
         if key not in LOSSES:
             raise t.fail("rates", f"has unknown loss {key!r}; allowed: {', '.join(LOSSES)}")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise t.fail("rates", f"value of {key!r} must be a number or a string such as \"0.37-0.39\"")
+            raise t.fail("rates", f'value of {key!r} must be a number or a string such as "0.37-0.39"')
     return {"paper": MappingProxyType({k: str(v) for k, v in rates.items()}), "paper_source": t.string("source", "")}
 
 
@@ -587,7 +586,9 @@ def load_spec(spec: str | Path | Spec) -> Spec:
     as_path = Path(text)
     if isinstance(spec, Path) or text.endswith(".toml") or "/" in text or as_path.exists():
         if not as_path.is_file():
-            raise SpecError(f"no spec file at {text!r}; give a path to a .toml file or one of: {', '.join(list_specs())}")
+            raise SpecError(
+                f"no spec file at {text!r}; give a path to a .toml file or one of: {', '.join(list_specs())}"
+            )
         try:
             content = as_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -596,7 +597,9 @@ def load_spec(spec: str | Path | Spec) -> Spec:
     else:
         entry = _models_dir() / f"{text}.toml"
         if not entry.is_file():
-            raise SpecError(f"unknown spec {text!r}; choose one of {', '.join(list_specs())} or give a path to a .toml file")
+            raise SpecError(
+                f"unknown spec {text!r}; choose one of {', '.join(list_specs())} or give a path to a .toml file"
+            )
         content, source, stem = entry.read_text(encoding="utf-8"), f"models/{text}.toml", text
     try:
         data = tomllib.loads(content)

@@ -104,22 +104,38 @@ def _rate(spec: Spec, p: str) -> Rate:
     if spec.gating == "softmax":
         if verdict and _kappa(spec, "tau") > 0:
             if p in ("beta", "tau", "exp_tau"):
-                return Rate(p, None, "softmax gate vanishing at x = 0 as n^-kappa: the seeds state the prompt "
-                                     "parameters' rate only")
-            return Rate(p, 0.5, f"softmax, distinguishable ({pre.family} f0), gate ~ n^-{_kappa(spec, 'tau'):g}: "
-                                "1/2, no dependence on the vanishing gate (the seeds' claim for softmax gating)")
+                return Rate(
+                    p,
+                    None,
+                    "softmax gate vanishing at x = 0 as n^-kappa: the seeds state the prompt parameters' rate only",
+                )
+            return Rate(
+                p,
+                0.5,
+                f"softmax, distinguishable ({pre.family} f0), gate ~ n^-{_kappa(spec, 'tau'):g}: "
+                "1/2, no dependence on the vanishing gate (the seeds' claim for softmax gating)",
+            )
         if verdict:
             return Rate(p, 0.5, f"softmax, distinguishable ({pre.family} f0, Proposition 1): 1/2")
         if verdict is None:
-            return Rate(p, None, "Gaussian f0 whose mean the prompt cannot reproduce: Proposition 1 does not "
-                                 "decide distinguishability; the seeds state no exponent")
+            return Rate(
+                p,
+                None,
+                "Gaussian f0 whose mean the prompt cannot reproduce: Proposition 1 does not "
+                "decide distinguishability; the seeds state no exponent",
+            )
         if prompt.expert not in STRONGLY_IDENTIFIABLE:
-            return Rate(p, None, f"not distinguishable and {prompt.expert} is not strongly identifiable: "
-                                 "the seeds state no exponent")
+            return Rate(
+                p,
+                None,
+                f"not distinguishable and {prompt.expert} is not strongly identifiable: the seeds state no exponent",
+            )
         kappa = _merging_kappa(spec)
         if p in ("exp_tau", "tau"):
             how = " (tau by the delta method)" if p == "tau" else ""
-            return Rate(p, 0.5 - 2 * kappa, f"softmax, not distinguishable, distance ~ n^-{kappa:g}: 1/2 - 2 kappa{how}")
+            return Rate(
+                p, 0.5 - 2 * kappa, f"softmax, not distinguishable, distance ~ n^-{kappa:g}: 1/2 - 2 kappa{how}"
+            )
         return Rate(p, 0.5 - kappa, f"softmax, not distinguishable, distance ~ n^-{kappa:g}: 1/2 - kappa")
     if not verdict:
         return Rate(p, None, "constant gating with a Gaussian f0: the seeds give no closed form")

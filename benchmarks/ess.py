@@ -77,8 +77,17 @@ print(json.dumps({"sampler": args["sampler"], "seed": args["seed"], "setup_s": s
 
 
 def run(sampler: str, seed: int, args) -> dict:
-    payload = json.dumps({"sampler": sampler, "seed": seed, "n": args.n, "draws": args.draws, "tune": args.tune,
-                          "chains": args.chains, "cores": args.cores})
+    payload = json.dumps(
+        {
+            "sampler": sampler,
+            "seed": seed,
+            "n": args.n,
+            "draws": args.draws,
+            "tune": args.tune,
+            "chains": args.chains,
+            "cores": args.cores,
+        }
+    )
     out = subprocess.run([sys.executable, "-c", CHILD, payload], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{sampler} seed {seed} failed:\n{out.stderr[-3000:]}")
@@ -103,18 +112,35 @@ def main() -> None:
     table = {}
     for sampler in ("pymc", "nutpie"):
         mine = [r for r in runs if r["sampler"] == sampler]
-        table[sampler] = {k: statistics.median(r[k] for r in mine)
-                          for k in ("compile_s", "sample_s", "ess_min", "ess_median", "ess_min_per_s",
-                                    "ess_median_per_s", "divergences")}
-    result = {"machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
-              "settings": vars(args), "runs": runs, "medians": table}
+        table[sampler] = {
+            k: statistics.median(r[k] for r in mine)
+            for k in (
+                "compile_s",
+                "sample_s",
+                "ess_min",
+                "ess_median",
+                "ess_min_per_s",
+                "ess_median_per_s",
+                "divergences",
+            )
+        }
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+        "settings": vars(args),
+        "runs": runs,
+        "medians": table,
+    }
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "ess.json").write_text(json.dumps(result, indent=2))
-    print("\n| sampler | compile (s) | sampling (s) | min bulk ESS | median bulk ESS | min ESS/s | median ESS/s | divergences |")
+    print(
+        "\n| sampler | compile (s) | sampling (s) | min bulk ESS | median bulk ESS | min ESS/s | median ESS/s | divergences |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for sampler, m in table.items():
-        print(f"| {sampler} | {m['compile_s']:.1f} | {m['sample_s']:.1f} | {m['ess_min']:.0f} | {m['ess_median']:.0f} | "
-              f"{m['ess_min_per_s']:.1f} | {m['ess_median_per_s']:.1f} | {m['divergences']:.0f} |")
+        print(
+            f"| {sampler} | {m['compile_s']:.1f} | {m['sample_s']:.1f} | {m['ess_min']:.0f} | {m['ess_median']:.0f} | "
+            f"{m['ess_min_per_s']:.1f} | {m['ess_median_per_s']:.1f} | {m['divergences']:.0f} |"
+        )
     ratio = table["nutpie"]["ess_min_per_s"] / table["pymc"]["ess_min_per_s"]
     print(f"\nnutpie / PyMC, min ESS per second of sampling (medians over seeds {seeds}): {ratio:.2f}x")
 

@@ -68,7 +68,12 @@ def fit(spec, X, y, start: dict):
     """L-BFGS-B from ``start``; returns (parameters as a dict, scipy's result)."""
     fun = make_objective(spec, X, y)
     lower, upper = spec.bounds_arrays()
-    res = optimize.minimize(fun, spec.layout.pack(start), jac=True, method="L-BFGS-B",
-                            bounds=list(zip(lower, upper)),
-                            options={"maxiter": 100_000, "maxfun": 100_000, "ftol": 1e-15, "gtol": 1e-10})
+    res = optimize.minimize(
+        fun,
+        spec.layout.pack(start),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=list(zip(lower, upper)),
+        options={"maxiter": 100_000, "maxfun": 100_000, "ftol": 1e-15, "gtol": 1e-10},
+    )
     return spec.layout.unpack(res.x), res

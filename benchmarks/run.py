@@ -110,8 +110,12 @@ def run_find_map(spec, X, y, start):
     model = pymc_user_model(spec, X, y)
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        point = pm.find_MAP(initvals={k: np.asarray(v) for k, v in start.items()}, progressbar=False,
-                            return_inferencedata=False, jitter=False)
+        point = pm.find_MAP(
+            initvals={k: np.asarray(v) for k, v in start.items()},
+            progressbar=False,
+            return_inferencedata=False,
+            jitter=False,
+        )
     return {k: point[k] for k in spec.param_names}
 
 
@@ -141,11 +145,15 @@ def compare(ns, repeats, methods):
                     times[m].append(time.perf_counter() - t0)
             row = {"spec": name, "n": n, "methods": {}}
             for m in methods:
-                row["methods"][m] = {"median_s": statistics.median(times[m]), "times_s": times[m],
-                                     "loglik": bc.loglik(spec, X, y, params[m])}
+                row["methods"][m] = {
+                    "median_s": statistics.median(times[m]),
+                    "times_s": times[m],
+                    "loglik": bc.loglik(spec, X, y, params[m]),
+                }
             rows.append(row)
-            print(f"{name} n={n}: " + ", ".join(f"{m} {row['methods'][m]['median_s']:.3f} s" for m in methods),
-                  flush=True)
+            print(
+                f"{name} n={n}: " + ", ".join(f"{m} {row['methods'][m]['median_s']:.3f} s" for m in methods), flush=True
+            )
     return rows
 
 
@@ -179,8 +187,10 @@ def cold(n):
                     row[f"{state}_process_s"] = time.perf_counter() - t0
                     row[f"{state}_in_process_s"] = float(out.stdout.split()[-1])
             rows.append(row)
-            print(f"{name} {method}: cold {row['cold_process_s']:.1f} s, warm cache {row['warm_process_s']:.1f} s",
-                  flush=True)
+            print(
+                f"{name} {method}: cold {row['cold_process_s']:.1f} s, warm cache {row['warm_process_s']:.1f} s",
+                flush=True,
+            )
     return rows
 
 
@@ -212,10 +222,23 @@ def throughput(grid_n, grid_reps, workers):
             results = pool.map(_grid_fit, tasks, chunksize=4)
             wall = time.perf_counter() - t0
         converged = sum(c for c, _ in results)
-        rows.append({"spec": name, "fits": len(tasks), "n_values": len(ns), "reps": grid_reps, "workers": workers,
-                     "wall_s": wall, "fits_per_minute": 60 * len(tasks) / wall, "converged": converged})
-        print(f"{name}: {len(tasks)} fits in {wall:.1f} s = {60 * len(tasks) / wall:.0f} fits/min "
-              f"({converged} converged)", flush=True)
+        rows.append(
+            {
+                "spec": name,
+                "fits": len(tasks),
+                "n_values": len(ns),
+                "reps": grid_reps,
+                "workers": workers,
+                "wall_s": wall,
+                "fits_per_minute": 60 * len(tasks) / wall,
+                "converged": converged,
+            }
+        )
+        print(
+            f"{name}: {len(tasks)} fits in {wall:.1f} s = {60 * len(tasks) / wall:.0f} fits/min "
+            f"({converged} converged)",
+            flush=True,
+        )
     return rows
 
 
@@ -259,8 +282,15 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "pymc": pymc.__version__,
-            "pytensor": pytensor.__version__, "numpy": np.__version__, "date": time.strftime("%Y-%m-%d")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "pymc": pymc.__version__,
+        "pytensor": pytensor.__version__,
+        "numpy": np.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def compare_table(rows) -> str:

@@ -11,9 +11,8 @@ import os
 if "mode=" not in os.environ.get("PYTENSOR_FLAGS", ""):
     os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"), "mode=CVM"]))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
+import numpy as np
+import pytest
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import bayescmoe as bc
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "bayescmoe.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "bayescmoe.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
 
 
 def test_simulate_then_fit_json(tmp_path):
@@ -21,7 +22,7 @@ def test_simulate_then_fit_json(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "wrote 4000 rows" in out.stdout
     X, y = bc.read_csv(data, bc.load_spec("softmax_distinguishable"))
-    X_ref, y_ref, _ = bc.simulate("softmax_distinguishable", 4000, seed=3)
+    _X_ref, y_ref, _ = bc.simulate("softmax_distinguishable", 4000, seed=3)
     np.testing.assert_array_equal(y, y_ref)
 
     fit = run("fit", "softmax_distinguishable", "--data", str(data), "--json", "--seed", "1")
@@ -91,5 +92,6 @@ def test_nan_rows_in_csv(tmp_path):
     bc.write_csv(path, X, y, bc.load_spec("softmax_distinguishable").covariate_names)
     out = run("fit", "softmax_distinguishable", "--data", str(path), "--json")
     assert out.returncode == 2
-    assert out.stderr.strip() == ("bayescmoe: error: y has NaN or inf in rows 5, 17 (0-based); "
-                                  "remove or impute those rows")
+    assert out.stderr.strip() == (
+        "bayescmoe: error: y has NaN or inf in rows 5, 17 (0-based); remove or impute those rows"
+    )

@@ -22,14 +22,21 @@ def _study(name, loss_of, params_of=None, reps=6, seed=0):
     rows = []
     for n in NS:
         for rep in range(reps):
-            rows.append({"n": n, "rep": rep, "converged": True, "at_bound": False,
-                         "losses": {p: loss_of(p, n, rep) for p in ("eta", "b", "nu")},
-                         "params": params_of(spec, n, rep) if params_of else {}})
+            rows.append(
+                {
+                    "n": n,
+                    "rep": rep,
+                    "converged": True,
+                    "at_bound": False,
+                    "losses": {p: loss_of(p, n, rep) for p in ("eta", "b", "nu")},
+                    "params": params_of(spec, n, rep) if params_of else {},
+                }
+            )
     return RateStudy(spec, Start(), seed, NS, reps, rows)
 
 
 def test_gating_comparison_recovers_known_rates_and_ratios():
-    base = lambda p, n, rep: (1.0 + 0.1 * rep) * n ** -0.3  # noqa: E731 - same replication noise in both
+    base = lambda p, n, rep: (1.0 + 0.1 * rep) * n**-0.3  # noqa: E731 - same replication noise in both
     soft = _study("softmax_studentt_vanishing", lambda p, n, rep: 2.0 * base(p, n, rep))
     const = _study("constant_studentt_vanishing", base)
     rows = {r["parameter"]: r for r in gating_comparison(soft, const)}
@@ -43,14 +50,14 @@ def test_gating_comparison_recovers_known_rates_and_ratios():
 
 
 def test_gating_comparison_refuses_mismatched_studies():
-    base = lambda p, n, rep: n ** -0.5  # noqa: E731
+    base = lambda p, n, rep: n**-0.5  # noqa: E731
     soft = _study("softmax_studentt_vanishing", base)
     const = _study("constant_studentt_vanishing", base)
     with pytest.raises(BayescmoeError, match="softmax-gated study and a constant-gated study"):
         gating_comparison(const, soft)
     with pytest.raises(BayescmoeError, match="different seeds"):
         gating_comparison(soft, _study("constant_studentt_vanishing", base, seed=1))
-    with pytest.raises(BayescmoeError, match="not a matched pair .*pretrained"):
+    with pytest.raises(BayescmoeError, match=r"not a matched pair .*pretrained"):
         gating_comparison(soft, _study("constant_gaussian_linear", base))
 
 
@@ -62,6 +69,7 @@ def _errors(coupled):
         e_b = rng.normal() / np.sqrt(n)
         e_nu = -e_b if coupled else rng.normal() / np.sqrt(n)
         return {"b": truth["b"] + e_b, "nu": truth["nu"] + e_nu}
+
     return params_of
 
 

@@ -10,8 +10,13 @@ from bayescmoe.objective import Likelihood
 
 @pytest.mark.parametrize(
     "name, n",
-    [("softmax_distinguishable", 3000), ("softmax_eta_merging", 3000), ("constant_gaussian_linear", 3000),
-     ("constant_gaussian_tanh", 3000), ("constant_studentt_linear", 3000)],
+    [
+        ("softmax_distinguishable", 3000),
+        ("softmax_eta_merging", 3000),
+        ("constant_gaussian_linear", 3000),
+        ("constant_gaussian_tanh", 3000),
+        ("constant_studentt_linear", 3000),
+    ],
 )
 def test_em_reaches_the_newton_optimum(name, n):
     spec = bc.load_spec(name)

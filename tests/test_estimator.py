@@ -11,7 +11,7 @@ from reference import PHI, mixture_loglik
 
 def test_fit_predict_score_against_closed_forms():
     spec = bc.load_spec("softmax_distinguishable")
-    X, y, truth = bc.simulate(spec, 5000, seed=21)
+    X, y, _truth = bc.simulate(spec, 5000, seed=21)
     est = bc.ContaminatedMoE("softmax_distinguishable", random_state=0).fit(X, y)
     assert est.converged_ and est.n_iter_ >= 1 and est.n_features_in_ == 8
     p = est.params_
@@ -26,7 +26,7 @@ def test_fit_predict_score_against_closed_forms():
 
 def test_constant_gating_prediction():
     est = bc.ContaminatedMoE("constant_gaussian_tanh", random_state=1)
-    X, y, truth = bc.simulate("constant_gaussian_tanh", 3000, seed=2)
+    X, y, _truth = bc.simulate("constant_gaussian_tanh", 3000, seed=2)
     est.fit(X, y)
     p = est.params_
     np.testing.assert_allclose(est.predict_gate(X[:5]), np.full(5, p["lam"]))

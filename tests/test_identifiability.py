@@ -13,7 +13,10 @@ import bayescmoe as bc
 from bayescmoe.experts import EXPERTS
 from bayescmoe.families import FAMILIES
 from bayescmoe.identifiability import (
-    check_distinguishability, check_strong_identifiability, delta_scan, fisher_information,
+    check_distinguishability,
+    check_strong_identifiability,
+    delta_scan,
+    fisher_information,
 )
 from bayescmoe.information import expected_information
 from bayescmoe.simulate import simulate_at
@@ -40,14 +43,21 @@ def test_distinguishability_agrees_with_proposition_1(family, h0, h):
 def test_named_specs_verdicts_and_where_they_fail():
     verdicts = {name: check_distinguishability(name) for name in bc.list_specs()}
     assert {n for n, r in verdicts.items() if not r.distinguishable} == {
-        "softmax_eta_merging", "softmax_nu_merging", "constant_gaussian_linear", "constant_gaussian_linear_merging"}
+        "softmax_eta_merging",
+        "softmax_nu_merging",
+        "constant_gaussian_linear",
+        "constant_gaussian_linear_merging",
+    }
     failing = verdicts["softmax_eta_merging"]
     assert failing.worst_point == "closest to f0" and failing.smallest_singular_value < 1e-12
-    assert verdicts["constant_gaussian_tanh"].proposition_1 is None and verdicts["constant_gaussian_tanh"].distinguishable
+    assert (
+        verdicts["constant_gaussian_tanh"].proposition_1 is None and verdicts["constant_gaussian_tanh"].distinguishable
+    )
 
 
-@pytest.mark.parametrize("expert, expected", [("tanh", True), ("sigmoid", True), ("gelu", True), ("relu", False),
-                                              ("linear", False)])
+@pytest.mark.parametrize(
+    "expert, expected", [("tanh", True), ("sigmoid", True), ("gelu", True), ("relu", False), ("linear", False)]
+)
 def test_strong_identifiability(expert, expected):
     result = check_strong_identifiability(expert)
     assert result.strongly_identifiable is expected
@@ -115,19 +125,26 @@ def test_summary_warns_near_non_distinguishability():
     assert fit.lr_against_pretrained == pytest.approx(2 * (fit.loglik - alone), rel=1e-9)
     assert fit.lr_against_pretrained < st.chi2.ppf(0.99, spec.n_params)
     assert "close to non-distinguishable" in fit.summary()
-    far = bc.fit_mle("softmax_distinguishable", *bc.simulate("softmax_distinguishable", 3000, seed=2)[:2],
-                     init="truth")
+    far = bc.fit_mle("softmax_distinguishable", *bc.simulate("softmax_distinguishable", 3000, seed=2)[:2], init="truth")
     assert far.lr_against_pretrained > 100 and "not significantly better" not in far.summary()
 
 
 def test_check_cli():
-    out = subprocess.run([sys.executable, "-m", "bayescmoe.cli", "check", "softmax_eta_merging", "--json",
-                          "--n-mc", "50000", "--scan"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "bayescmoe.cli", "check", "softmax_eta_merging", "--json", "--n-mc", "50000", "--scan"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["distinguishable"] is False and result["proposition_1"] is False
     assert result["strongly_identifiable"] == {"tanh": True}
     assert len(result["fisher"]["eigenvalues"]) == 18 and set(result["delta_scan"]) == {"eta", "nu"}
-    text = subprocess.run([sys.executable, "-m", "bayescmoe.cli", "check", "softmax_distinguishable", "--n-mc", "50000"],
-                          capture_output=True, text=True, timeout=600)
+    text = subprocess.run(
+        [sys.executable, "-m", "bayescmoe.cli", "check", "softmax_distinguishable", "--n-mc", "50000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert text.returncode == 0 and "DISTINGUISHABLE" in text.stdout and "eigenvalues" in text.stdout

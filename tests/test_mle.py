@@ -1,7 +1,5 @@
 """The main estimator: recovery, Wald coverage, optimality, standard errors and bad input."""
 
-import warnings
-
 import numpy as np
 import pytest
 from scipy import optimize, stats
@@ -43,12 +41,17 @@ def test_wald_intervals_cover_at_their_nominal_level():
 
 def test_optimum_is_at_least_as_good_as_scipy_lbfgsb_on_the_scipy_likelihood():
     spec = bc.load_spec("softmax_eta_merging")
-    X, y, truth = bc.simulate(spec, 3000, seed=4)
+    X, y, _truth = bc.simulate(spec, 3000, seed=4)
     fit = bc.fit_mle(spec, X, y, seed=1)
     lower, upper = spec.bounds_arrays()
     negll = lambda t: -mixture_loglik(spec, X, y, spec.layout.unpack(t))  # noqa: E731
-    ref = optimize.minimize(negll, fit.theta + 0.05, method="L-BFGS-B", bounds=list(zip(lower, upper)),
-                            options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 10_000})
+    ref = optimize.minimize(
+        negll,
+        fit.theta + 0.05,
+        method="L-BFGS-B",
+        bounds=list(zip(lower, upper)),
+        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 10_000},
+    )
     assert fit.loglik >= -ref.fun - 1e-6 * abs(ref.fun)
     assert fit.loglik == pytest.approx(mixture_loglik(spec, X, y, fit.params), rel=1e-12)
     # the projected gradient of the independent likelihood vanishes at our estimate
@@ -85,7 +88,7 @@ def test_result_accessors_follow_their_definitions():
 
 def test_singular_information_gives_nan_standard_errors_with_a_warning():
     spec = bc.load_spec(SPEC)
-    X, y, truth = bc.simulate(spec, 3000, seed=1)
+    X, y, _truth = bc.simulate(spec, 3000, seed=1)
     X[:, 3] = 0.0  # beta_4 and eta_4 multiply a covariate that never varies: no information
     with pytest.warns(bc.IdentifiabilityWarning, match=r"singular .*involves mostly (beta|eta)\[x4\]"):
         fit = bc.fit_mle(spec, X, y, init="truth")
@@ -114,13 +117,17 @@ def test_non_convergence_warns_with_advice():
 
 def test_map_maximises_loglik_plus_logprior():
     spec = bc.load_spec(SPEC)
-    X, y, truth = bc.simulate(spec, 2000, seed=12)
+    X, y, _truth = bc.simulate(spec, 2000, seed=12)
     fit = bc.fit_map(spec, X, y, init="truth")
 
     def neg_log_post(theta):
         p = spec.layout.unpack(theta)
-        lp = (stats.norm(0, 2.5).logpdf(p["beta"]).sum() + stats.norm(0, 2.5).logpdf(p["tau"])
-              + stats.norm(0, 2.5).logpdf(p["eta"]).sum() + stats.lognorm(s=1.5).logpdf(p["nu"]))
+        lp = (
+            stats.norm(0, 2.5).logpdf(p["beta"]).sum()
+            + stats.norm(0, 2.5).logpdf(p["tau"])
+            + stats.norm(0, 2.5).logpdf(p["eta"]).sum()
+            + stats.lognorm(s=1.5).logpdf(p["nu"])
+        )
         return -(mixture_loglik(spec, X, y, p) + lp)
 
     assert fit.objective == pytest.approx(-neg_log_post(fit.theta), rel=1e-12)
@@ -185,8 +192,9 @@ def test_newton_box_on_rosenbrock_with_and_without_an_active_bound():
     np.testing.assert_allclose(free.x, [1.0, 1.0], atol=1e-8)
     # with b <= 0.5 the optimum is on the bound: minimise (1-a)^2 + 100 (0.5 - a^2)^2 over a
     boxed = newton_box(fgh, lambda x: fgh(x)[0], np.array([0.0, 0.0]), np.full(2, -5.0), np.array([5.0, 0.5]))
-    a = optimize.minimize_scalar(lambda a: (1 - a) ** 2 + 100 * (0.5 - a * a) ** 2, bounds=(0, 1), method="bounded",
-                                 options={"xatol": 1e-12}).x
+    a = optimize.minimize_scalar(
+        lambda a: (1 - a) ** 2 + 100 * (0.5 - a * a) ** 2, bounds=(0, 1), method="bounded", options={"xatol": 1e-12}
+    ).x
     assert boxed.converged
     np.testing.assert_allclose(boxed.x, [a, 0.5], atol=1e-7)
 
@@ -206,7 +214,7 @@ def test_multistart_finds_an_optimum_at_least_as_good_as_starting_at_the_truth(n
 def test_coarse_to_fine_reaches_the_plain_newton_optimum(name):
     # the subsample ladder is a speed-up only: the optimum must be the one of Newton on all rows
     spec = bc.load_spec(name)
-    X, y, truth = bc.simulate(spec, 40_000, seed=77)
+    X, y, _truth = bc.simulate(spec, 40_000, seed=77)
     fast = bc.fit_mle(spec, X, y, init="truth")
     plain = bc.fit_mle(spec, X, y, init="truth", subsample=None)
     assert fast.loglik == pytest.approx(plain.loglik, rel=1e-12)

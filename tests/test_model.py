@@ -30,8 +30,9 @@ def random_params(spec, rng):
 
 @pytest.mark.parametrize("family, expert, gating", COMBOS)
 def test_loglik_matches_scipy_densities(family, expert, gating, rng):
-    spec = make_spec(gating=gating, family=family, pre_expert=expert, prompt_expert=expert,
-                     intercept=(gating == "constant"))
+    spec = make_spec(
+        gating=gating, family=family, pre_expert=expert, prompt_expert=expert, intercept=(gating == "constant")
+    )
     X = rng.uniform(-2, 2, size=(40, spec.dim))
     y = rng.standard_t(3, size=40) * 2
     params = random_params(spec, rng)
@@ -60,9 +61,10 @@ def model_loglik(model, params):
     ],
 )
 def test_pymc_model_logp_matches_scipy(family, pre_expert, prompt_expert, gating, intercept, rng):
-    spec = make_spec(gating=gating, family=family, pre_expert=pre_expert, prompt_expert=prompt_expert,
-                     intercept=intercept)
-    X, y, truth = bc.simulate(spec, 60, seed=1)
+    spec = make_spec(
+        gating=gating, family=family, pre_expert=pre_expert, prompt_expert=prompt_expert, intercept=intercept
+    )
+    X, y, _truth = bc.simulate(spec, 60, seed=1)
     model = bc.build_model(spec, X, y, priors=flat_priors(spec))
     params = random_params(spec, rng)
     assert model_loglik(model, params) == pytest.approx(mixture_loglik(spec, X, y, params), rel=1e-10)
@@ -100,7 +102,7 @@ def test_default_priors_are_flat_on_the_box_and_weak_is_documented():
     assert custom["tau"].owner.op.name == "normal"  # weak default for the rest
     with pytest.raises(bc.SpecError, match="prior given for unknown parameter 'lam'"):
         bc.build_model(spec, X, y, priors={"lam": pm.Beta.dist(1, 1)})
-    with pytest.raises(bc.SpecError, match="must be a bayescmoe.Prior or a PyMC distribution"):
+    with pytest.raises(bc.SpecError, match=r"must be a bayescmoe.Prior or a PyMC distribution"):
         bc.build_model(spec, X, y, priors={"beta": 3.0})
 
 

@@ -1,6 +1,5 @@
 """The notebooks in notebooks/ run from top to bottom (at a tiny scale)."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if out.output_type == "error"]
+    errors = [
+        out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "error"
+    ]
     assert not errors

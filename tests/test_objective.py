@@ -39,7 +39,9 @@ def test_gradient_and_hessian_match_finite_differences(gating, family, expert, i
     # differences of the gradient
     fd_grad = central_gradient(lambda t: mixture_loglik(spec, X, y, spec.layout.unpack(t)), theta)
     np.testing.assert_allclose(grad, fd_grad, rtol=1e-6, atol=1e-6 * np.abs(fd_grad).max())
-    fd_hess = np.array([central_gradient(lambda t: lik.value_grad_hess(t)[1][i], theta) for i in range(theta.size)])
+    fd_hess = np.array(
+        [central_gradient(lambda t, i=i: lik.value_grad_hess(t)[1][i], theta) for i in range(theta.size)]
+    )
     np.testing.assert_allclose(hess, fd_hess, rtol=1e-5, atol=1e-6 * np.abs(fd_hess).max())
     np.testing.assert_array_equal(hess, hess.T)
 

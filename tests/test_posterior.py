@@ -6,12 +6,13 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-from helpers import make_spec
 
 import bayescmoe as bc
 from bayescmoe.cli import main
 from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning, SpecError
 from bayescmoe.posterior import _nutpie_installed, diagnose, posterior_sd, resolve_sampler
+
+from helpers import make_spec
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,9 @@ def test_posterior_agrees_with_the_mle_at_large_n(spec, data, posterior):
 
 def test_flat_priors_keep_the_posterior_inside_the_box(spec, data):
     X, y, _ = data
-    idata = bc.sample_posterior(spec, X, y, priors="flat", draws=50, tune=50, chains=1, sampler="pymc", seed=1,
-                                check=False)
+    idata = bc.sample_posterior(
+        spec, X, y, priors="flat", draws=50, tune=50, chains=1, sampler="pymc", seed=1, check=False
+    )
     lo, hi = spec.bounds["nu"]
     assert np.all((idata.posterior["nu"] > lo) & (idata.posterior["nu"] < hi))
     assert idata.posterior.attrs["priors"] == "flat"
@@ -82,10 +84,12 @@ def _fake(chains_means, diverging=0, draws=500, seed=0):
     x = np.stack([rng.normal(m, 1.0, draws) for m in chains_means])
     div = np.zeros(x.shape, dtype=bool)
     div.flat[:diverging] = True
-    return xr.DataTree.from_dict({
-        "/posterior": xr.Dataset({"tau": (("chain", "draw"), x)}),
-        "/sample_stats": xr.Dataset({"diverging": (("chain", "draw"), div)}),
-    })
+    return xr.DataTree.from_dict(
+        {
+            "/posterior": xr.Dataset({"tau": (("chain", "draw"), x)}),
+            "/sample_stats": xr.Dataset({"diverging": (("chain", "draw"), div)}),
+        }
+    )
 
 
 def test_diagnose_passes_well_mixed_chains():
@@ -137,8 +141,25 @@ def test_cli_sample_writes_a_readable_posterior(tmp_path, capsys):
     out = tmp_path / "post.nc"
     with warnings.catch_warnings():
         warnings.simplefilter("default")  # the CLI prints warnings as one line each (pytest would raise them)
-        code = main(["sample", "softmax_distinguishable", "--data", str(tmp_path / "d.csv"), "--out", str(out),
-                     "--draws", "300", "--tune", "300", "--chains", "2", "--sampler", "pymc", "--json"])
+        code = main(
+            [
+                "sample",
+                "softmax_distinguishable",
+                "--data",
+                str(tmp_path / "d.csv"),
+                "--out",
+                str(out),
+                "--draws",
+                "300",
+                "--tune",
+                "300",
+                "--chains",
+                "2",
+                "--sampler",
+                "pymc",
+                "--json",
+            ]
+        )
     result = json.loads(capsys.readouterr().out)
     assert code == (0 if result["diagnostics"]["ok"] else 1)
     back = xr.open_datatree(out, engine="h5netcdf")
@@ -148,8 +169,16 @@ def test_cli_sample_writes_a_readable_posterior(tmp_path, capsys):
 
 
 def test_cli_sample_refuses_a_missing_directory_in_one_line(tmp_path, capsys):
-    code = main(["sample", "softmax_distinguishable", "--data", str(tmp_path / "d.csv"),
-                 "--out", str(tmp_path / "no" / "post.nc")])
+    code = main(
+        [
+            "sample",
+            "softmax_distinguishable",
+            "--data",
+            str(tmp_path / "d.csv"),
+            "--out",
+            str(tmp_path / "no" / "post.nc"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "does not exist" in err
 
@@ -167,4 +196,3 @@ def test_nutpie_and_pymc_agree(spec, data, posterior):
     a, b = posterior_sd(posterior), posterior_sd(other)
     for name in ("beta", "tau", "eta", "nu"):
         assert a[name] == pytest.approx(b[name], rel=0.25), name
-

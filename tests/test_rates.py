@@ -1,13 +1,13 @@
 """The rate-study runner: slopes, the store, resuming, interruption, executors, plots, CLI."""
 
 import json
-from contextlib import closing
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -27,8 +27,17 @@ def count_fits(path):
 
 def synthetic_rows(rate, ns, reps, seed=0):
     rng = np.random.default_rng(seed)
-    return [{"n": n, "rep": r, "converged": True, "at_bound": False,
-             "losses": {"eta": 2.0 * n ** -rate * rng.lognormal(0.0, 0.3)}} for n in ns for r in range(reps)]
+    return [
+        {
+            "n": n,
+            "rep": r,
+            "converged": True,
+            "at_bound": False,
+            "losses": {"eta": 2.0 * n**-rate * rng.lognormal(0.0, 0.3)},
+        }
+        for n in ns
+        for r in range(reps)
+    ]
 
 
 def test_empirical_rate_recovers_a_known_slope_and_counts_failures():
@@ -98,8 +107,28 @@ def test_workers_and_dask_give_the_same_fits(tmp_path):
 
 def test_kill_minus_nine_loses_at_most_the_fits_in_flight(tmp_path):
     store = tmp_path / "k.sqlite"
-    args = [sys.executable, "-m", "bayescmoe.cli", "rates", SPEC, "--n-min", "300", "--n-max", "3000", "--num-n", "3",
-            "--reps", "4", "--seed", "5", "--store", str(store), "--workers", "1", "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "bayescmoe.cli",
+        "rates",
+        SPEC,
+        "--n-min",
+        "300",
+        "--n-max",
+        "3000",
+        "--num-n",
+        "3",
+        "--reps",
+        "4",
+        "--seed",
+        "5",
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+        "--json",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -114,8 +143,12 @@ def test_kill_minus_nine_loses_at_most_the_fits_in_flight(tmp_path):
     assert 3 <= count_fits(store) < 12
     resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    fresh = subprocess.run(args[:-5] + ["--store", str(tmp_path / "fresh.sqlite"), "--workers", "1", "--json"],
-                           capture_output=True, text=True, timeout=600)
+    fresh = subprocess.run(
+        args[:-5] + ["--store", str(tmp_path / "fresh.sqlite"), "--workers", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert json.loads(resumed.stdout) == json.loads(fresh.stdout)
 
 
@@ -130,20 +163,40 @@ def test_plots_are_written(tmp_path):
 def test_store_rejects_a_file_that_is_not_sqlite(tmp_path):
     bad = tmp_path / "text.sqlite"
     bad.write_text("this is not a database\n" * 100)
-    with pytest.raises(StoreError, match="cannot use .* as a study store"):
+    with pytest.raises(StoreError, match=r"cannot use .* as a study store"):
         Store(bad)
 
 
 def test_rates_cli_json_and_errors(tmp_path):
-    base = [sys.executable, "-m", "bayescmoe.cli", "rates", SPEC, "--n-min", "300", "--n-max", "3000", "--num-n", "3",
-            "--reps", "2", "--store", str(tmp_path / "c.sqlite"), "--workers", "1"]
+    base = [
+        sys.executable,
+        "-m",
+        "bayescmoe.cli",
+        "rates",
+        SPEC,
+        "--n-min",
+        "300",
+        "--n-max",
+        "3000",
+        "--num-n",
+        "3",
+        "--reps",
+        "2",
+        "--store",
+        str(tmp_path / "c.sqlite"),
+        "--workers",
+        "1",
+    ]
     out = subprocess.run(base + ["--json", "--plots", str(tmp_path / "p")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     table = json.loads(out.stdout)
     assert {"setting", "parameter", "theory", "empirical", "ci_low", "ci_high"} <= set(table[0])
     assert out.stderr == "" and (tmp_path / "p" / f"{SPEC}_rates.svg").exists()
     text = subprocess.run(base, capture_output=True, text=True, timeout=600)
-    assert "how each slope moves with the lower cut-off" in text.stdout and "constant gating with a Gaussian f0" in text.stdout
+    assert (
+        "how each slope moves with the lower cut-off" in text.stdout
+        and "constant gating with a Gaussian f0" in text.stdout
+    )
     fresh = base[:-4] + ["--store", str(tmp_path / "d.sqlite"), "--scheduler", "tcp://127.0.0.1:9"]
     bad = subprocess.run(fresh, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Dask scheduler" in bad.stderr
@@ -151,8 +204,12 @@ def test_rates_cli_json_and_errors(tmp_path):
 
 @pytest.mark.slow
 def test_reproduce_quick_meets_its_accuracy(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "bayescmoe.cli", "reproduce", "--quick", "--json", "--out",
-                          str(tmp_path)], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-m", "bayescmoe.cli", "reproduce", "--quick", "--json", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert {r["setting"] for r in rows} == {"softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging"}

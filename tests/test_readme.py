@@ -12,7 +12,7 @@ def readme_commands():
 
 
 def test_ci_runs_the_readme_test_command():
-    main, tests = readme_commands()[:2]
+    _main, tests = readme_commands()[:2]
     assert "pytest" in tests and "python3.12 -m venv" in tests
     ci = (ROOT / ".ci" / "run").read_text()
     assert tests in ci.splitlines()
@@ -34,3 +34,10 @@ def test_python_example_runs():
     namespace = {}
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["fit"].converged and namespace["map_fit"].converged
+
+
+def test_ci_lints_before_the_tests():
+    _main, tests = readme_commands()[:2]
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    lint = next(i for i, line in enumerate(lines) if "ruff check" in line and "ruff format --check" in line)
+    assert lint < lines.index(tests)

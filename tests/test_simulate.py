@@ -26,8 +26,13 @@ def test_wrong_parameters_are_detected_by_the_same_check():
 
 
 def test_normal_covariates_and_intercepts():
-    spec = make_spec(gating="softmax", family="student_t", prompt_expert="gelu", intercept=True,
-                     covariates={"distribution": "normal"})
+    spec = make_spec(
+        gating="softmax",
+        family="student_t",
+        prompt_expert="gelu",
+        intercept=True,
+        covariates={"distribution": "normal"},
+    )
     X, y, truth = bc.simulate(spec, 20_000, seed=5)
     assert abs(X.mean()) < 0.03 and abs(X.std() - 1) < 0.03
     assert stats.kstest(mixture_cdf(spec, X, y, truth), "uniform").pvalue > 1e-3
@@ -36,8 +41,8 @@ def test_normal_covariates_and_intercepts():
 def test_deterministic_per_seed_and_truth_at_n():
     spec = bc.load_spec("softmax_eta_merging")
     X1, y1, t1 = bc.simulate(spec, 500, seed=7)
-    X2, y2, t2 = bc.simulate(spec, 500, seed=7)
-    X3, y3, _ = bc.simulate(spec, 500, seed=8)
+    X2, y2, _t2 = bc.simulate(spec, 500, seed=7)
+    _X3, y3, _ = bc.simulate(spec, 500, seed=8)
     np.testing.assert_array_equal(X1, X2)
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(y1, y3)

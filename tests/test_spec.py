@@ -1,7 +1,6 @@
 """Spec loading and validation (MODEL.md section 2)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +60,12 @@ def test_every_named_spec_loads_and_is_listed():
 def test_table1_setting_matches_the_paper():
     spec = bc.load_spec("softmax_distinguishable")
     assert (spec.dim, spec.gating, spec.pretrained.family, spec.pretrained.expert, spec.prompt.expert) == (
-        8, "softmax", "laplace", "linear", "tanh")
+        8,
+        "softmax",
+        "laplace",
+        "linear",
+        "tanh",
+    )
 
 
 def test_merging_specs_are_not_distinguishable_settings():
@@ -89,7 +93,7 @@ def test_eta_merge_schedule_is_the_closed_form():
     u = np.array(s.direction) / np.linalg.norm(s.direction)
     np.testing.assert_allclose(s.unit_direction, u)
     for n in (1000, 54321, 100000):
-        expected = np.array(spec.pretrained.eta) + s.c * n ** -0.125 * u
+        expected = np.array(spec.pretrained.eta) + s.c * n**-0.125 * u
         np.testing.assert_allclose(spec.truth_at(n)["eta"], expected, rtol=1e-14)
 
 
@@ -97,18 +101,19 @@ def test_nu_merge_schedule_is_the_closed_form():
     spec = bc.load_spec("softmax_nu_merging")
     (s,) = spec.schedules
     for n in (1000, 100000):
-        assert math.isclose(spec.truth_at(n)["nu"], spec.pretrained.scale + s.c * n ** -0.125)
+        assert math.isclose(spec.truth_at(n)["nu"], spec.pretrained.scale + s.c * n**-0.125)
         np.testing.assert_array_equal(spec.truth_at(n)["eta"], spec.pretrained.eta)
 
 
 def test_tau_vanish_schedule_is_a_logit(tmp_path):
     text = VALID + '[[truth.schedule]]\nparameter = "tau"\nform = "vanish"\nc = 2.0\nkappa = 0.25\n'
     spec = bc.load_spec(write(tmp_path, text))
-    g = 2.0 * 10_000 ** -0.25
+    g = 2.0 * 10_000**-0.25
     assert math.isclose(spec.truth_at(10_000)["tau"], math.log(g / (1 - g)))
     assert math.isclose(1 / (1 + math.exp(-spec.truth_at(10_000)["tau"])), g)
-    constant = text.replace('gating = "softmax"', 'gating = "constant"').replace("beta = [1.0, -0.5]\ntau = 0.0\n",
-                                                                                "lam = 0.3\n")
+    constant = text.replace('gating = "softmax"', 'gating = "constant"').replace(
+        "beta = [1.0, -0.5]\ntau = 0.0\n", "lam = 0.3\n"
+    )
     with pytest.raises(SpecError, match="'tau' exists only with gating = \"softmax\""):
         bc.load_spec(write(tmp_path, constant, "constant.toml"))
 
@@ -125,11 +130,10 @@ def test_matched_vanishing_specs_draw_the_same_data():
 
 
 def test_vanish_schedule(tmp_path):
-    text = VALID.replace('gating = "softmax"', 'gating = "constant"').replace(
-        "beta = [1.0, -0.5]\ntau = 0.0\n", "")
+    text = VALID.replace('gating = "softmax"', 'gating = "constant"').replace("beta = [1.0, -0.5]\ntau = 0.0\n", "")
     text += '[[truth.schedule]]\nparameter = "lam"\nform = "vanish"\nc = 2.0\nkappa = 0.25\n'
     spec = bc.load_spec(write(tmp_path, text))
-    assert math.isclose(spec.truth_at(10_000)["lam"], 2.0 * 10_000 ** -0.25)
+    assert math.isclose(spec.truth_at(10_000)["lam"], 2.0 * 10_000**-0.25)
     with pytest.raises(SpecError, match="not in \\(0, 1\\)"):
         spec.truth_at(10)  # 2 * 10^-1/4 > 1
 
@@ -137,8 +141,16 @@ def test_vanish_schedule(tmp_path):
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ('family = "laplace"', 'family = "cauchy"', r"pretrained.family' is 'cauchy'; allowed values: laplace, normal, student_t"),
-        ('expert = "tanh"', 'expert = "swish"', r"prompt.expert' is 'swish'; allowed values: gelu, linear, relu, sigmoid, tanh"),
+        (
+            'family = "laplace"',
+            'family = "cauchy"',
+            r"pretrained.family' is 'cauchy'; allowed values: laplace, normal, student_t",
+        ),
+        (
+            'expert = "tanh"',
+            'expert = "swish"',
+            r"prompt.expert' is 'swish'; allowed values: gelu, linear, relu, sigmoid, tanh",
+        ),
         ('gating = "softmax"', 'gating = "topk"', r"gating' is 'topk'; allowed values: constant, softmax"),
         ("scale = 0.5", "scale = -0.5", r"pretrained.scale' must be > 0, got -0.5"),
         ("scale = 0.5", 'scale = "big"', r"pretrained.scale' must be a number"),
@@ -169,11 +181,23 @@ def test_invalid_specs_name_file_key_and_choices(tmp_path, old, new, message):
 @pytest.mark.parametrize(
     "schedule, message",
     [
-        ('parameter = "beta"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"parameter' is 'beta'; allowed values: eta, lam, nu, tau"),
+        (
+            'parameter = "beta"\nform = "merge"\nc = 1.0\nkappa = 0.1',
+            r"parameter' is 'beta'; allowed values: eta, lam, nu, tau",
+        ),
         ('parameter = "tau"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"form' is 'merge'; allowed values: vanish"),
-        ('parameter = "nu"\nform = "merge"\nc = 1.0\nkappa = 0.1', r"a merge of 'nu' needs the normal pre-trained family"),
-        ('parameter = "eta"\nform = "vanish"\nc = 1.0\nkappa = 0.1\ndirection = [1, 0]', r"form' is 'vanish'; allowed values: merge"),
-        ('parameter = "eta"\nform = "merge"\nc = 1.0\nkappa = 0.1\ndirection = [0, 0]', r"direction' must not be the zero vector"),
+        (
+            'parameter = "nu"\nform = "merge"\nc = 1.0\nkappa = 0.1',
+            r"a merge of 'nu' needs the normal pre-trained family",
+        ),
+        (
+            'parameter = "eta"\nform = "vanish"\nc = 1.0\nkappa = 0.1\ndirection = [1, 0]',
+            r"form' is 'vanish'; allowed values: merge",
+        ),
+        (
+            'parameter = "eta"\nform = "merge"\nc = 1.0\nkappa = 0.1\ndirection = [0, 0]',
+            r"direction' must not be the zero vector",
+        ),
         ('parameter = "eta"\nform = "merge"\nc = 1.0\nkappa = -1\ndirection = [1, 0]', r"kappa' must be >= 0"),
         ('parameter = "lam"\nform = "vanish"\nc = 1.0\nkappa = 0.1', r"'lam' exists only with gating = \"constant\""),
     ],
@@ -189,7 +213,7 @@ def test_malformed_toml_unreadable_and_unknown(tmp_path):
         bc.load_spec(write(tmp_path, "dim = [1,\n"))
     with pytest.raises(SpecError, match="no spec file at"):
         bc.load_spec(tmp_path / "missing.toml")
-    with pytest.raises(SpecError, match="unknown spec 'nonesuch'; choose one of .*softmax_distinguishable"):
+    with pytest.raises(SpecError, match=r"unknown spec 'nonesuch'; choose one of .*softmax_distinguishable"):
         bc.load_spec("nonesuch")
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00")
@@ -199,7 +223,7 @@ def test_malformed_toml_unreadable_and_unknown(tmp_path):
 
 def test_loading_never_executes_code(tmp_path):
     marker = tmp_path / "pwned"
-    text = VALID.replace('name = "mine"', f'name = "__import__(\'os\').system(\'touch {marker}\')"')
+    text = VALID.replace('name = "mine"', f"name = \"__import__('os').system('touch {marker}')\"")
     bc.load_spec(write(tmp_path, text))
     assert not marker.exists()
 
@@ -207,7 +231,7 @@ def test_loading_never_executes_code(tmp_path):
 def test_with_bounds_validates():
     spec = bc.load_spec("softmax_distinguishable")
     assert spec.with_bounds({"nu": [0.01, 5.0]}).bounds["nu"] == (0.01, 5.0)
-    with pytest.raises(SpecError, match="bounds.nu' must have a positive lower bound"):
+    with pytest.raises(SpecError, match=r"bounds.nu' must have a positive lower bound"):
         spec.with_bounds({"nu": [-1.0, 5.0]})
     with pytest.raises(SpecError, match="unknown key 'lam'"):
         spec.with_bounds({"lam": [0.1, 0.9]})

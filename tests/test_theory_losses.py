@@ -22,26 +22,44 @@ def exponents(spec):
 
 def test_named_specs_rates():
     assert exponents(bc.load_spec("softmax_distinguishable")) == dict.fromkeys(
-        ["beta", "tau", "exp_tau", "eta", "nu", "density"], 0.5)
+        ["beta", "tau", "exp_tau", "eta", "nu", "density"], 0.5
+    )
     for name in ("softmax_eta_merging", "softmax_nu_merging"):
         rates = exponents(bc.load_spec(name))
         assert rates == {"beta": 0.375, "tau": 0.25, "exp_tau": 0.25, "eta": 0.375, "nu": 0.375, "density": 0.5}
-    assert exponents(bc.load_spec("constant_studentt_linear")) == dict.fromkeys(["lam", "eta", "b", "nu", "density"], 0.5)
-    assert exponents(bc.load_spec("constant_studentt_vanishing")) == {"lam": 0.5, "eta": 0.25, "b": 0.25, "nu": 0.25,
-                                                                      "density": 0.5}
+    assert exponents(bc.load_spec("constant_studentt_linear")) == dict.fromkeys(
+        ["lam", "eta", "b", "nu", "density"], 0.5
+    )
+    assert exponents(bc.load_spec("constant_studentt_vanishing")) == {
+        "lam": 0.5,
+        "eta": 0.25,
+        "b": 0.25,
+        "nu": 0.25,
+        "density": 0.5,
+    }
     soft = theoretical_rates(bc.load_spec("softmax_studentt_vanishing"))
-    assert {p: soft[p].exponent for p in ("eta", "b", "nu", "density")} == dict.fromkeys(("eta", "b", "nu", "density"), 0.5)
-    assert all(soft[p].exponent is None and "prompt parameters' rate only" in soft[p].reason
-               for p in ("beta", "tau", "exp_tau"))
-    for name in ("constant_gaussian_linear", "constant_gaussian_tanh", "constant_gaussian_linear_merging",
-                 "constant_gaussian_tanh_merging"):
+    assert {p: soft[p].exponent for p in ("eta", "b", "nu", "density")} == dict.fromkeys(
+        ("eta", "b", "nu", "density"), 0.5
+    )
+    assert all(
+        soft[p].exponent is None and "prompt parameters' rate only" in soft[p].reason
+        for p in ("beta", "tau", "exp_tau")
+    )
+    for name in (
+        "constant_gaussian_linear",
+        "constant_gaussian_tanh",
+        "constant_gaussian_linear_merging",
+        "constant_gaussian_tanh_merging",
+    ):
         rates = theoretical_rates(bc.load_spec(name))
         assert rates["density"].exponent == 0.5
         assert all(rates[p].exponent is None and "no closed form" in rates[p].reason for p in ("lam", "eta", "b", "nu"))
 
 
-@pytest.mark.parametrize("family, h0, h, gating", list(itertools.product(sorted(FAMILIES), sorted(EXPERTS), sorted(EXPERTS),
-                                                                        ("softmax", "constant"))))
+@pytest.mark.parametrize(
+    "family, h0, h, gating",
+    list(itertools.product(sorted(FAMILIES), sorted(EXPERTS), sorted(EXPERTS), ("softmax", "constant"))),
+)
 def test_every_registry_combination_gets_a_rate_or_a_reason(family, h0, h, gating):
     spec = make_spec(gating=gating, family=family, pre_expert=h0, prompt_expert=h, intercept=(h0 == h))
     rates = theoretical_rates(spec)
@@ -60,8 +78,9 @@ def test_every_registry_combination_gets_a_rate_or_a_reason(family, h0, h, gatin
 
 
 def test_vanishing_prompt_and_merge_kappas():
-    vanish = make_spec(gating="constant", family="student_t", pre_expert="linear", prompt_expert="linear",
-                       intercept=True)
+    vanish = make_spec(
+        gating="constant", family="student_t", pre_expert="linear", prompt_expert="linear", intercept=True
+    )
     data = vanish.to_dict()
     data["truth"].pop("lam")
     data["truth"]["schedule"] = [{"parameter": "lam", "form": "vanish", "c": 0.5, "kappa": 0.25}]
@@ -96,11 +115,13 @@ def test_hellinger_against_adaptive_quadrature(name):
     assert hellinger(spec, truth, truth)[0] == 0.0
     X = bc.simulate(spec, 3, seed=4)[0]
     for x in X:
-        def integrand(y):
+
+        def integrand(y, x=x):
             grid = np.array([[y]])
             p = _conditional_density(spec, x[None], truth, grid)[0, 0]
             q = _conditional_density(spec, x[None], est, grid)[0, 0]
             return 0.5 * (np.sqrt(p) - np.sqrt(q)) ** 2
+
         reference = np.sqrt(integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-15, epsrel=1e-12, limit=500)[0])
         assert hellinger(spec, est, truth, X=x[None])[0] == pytest.approx(reference, rel=1e-6)
 

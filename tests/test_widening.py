@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import make_spec
 from scipy import stats
 
 import bayescmoe as bc
@@ -13,6 +12,8 @@ from bayescmoe.cli import main
 from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.studies.plots import plot_widening
 from bayescmoe.studies.widening import WideningStudy, counterpart, params_at_delta, widening
+
+from helpers import make_spec
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,34 @@ def _synthetic(spec, noise=0.0, seed=0):
         for n in ns:
             for rep in range(reps):
                 base = 3.0 / delta / np.sqrt(n)
-                sd = {p: base * (delta ** -1 if p == "exp_tau" else 1.0) * np.exp(noise * rng.normal())
-                      for p in ("beta", "tau", "exp_tau", "eta", "nu")}
-                rows.append({"family": "normal", "delta": delta, "n": n, "rep": rep, "prior": "weak", "error": None,
-                             "post_sd": sd, "mle_se": dict(sd), "mle_at_bound": False, "rhat_max": 1.0,
-                             "ess_bulk_min": 500.0, "divergences": 0, "post_mean_tau": 0.0})
+                sd = {
+                    p: base * (delta**-1 if p == "exp_tau" else 1.0) * np.exp(noise * rng.normal())
+                    for p in ("beta", "tau", "exp_tau", "eta", "nu")
+                }
+                rows.append(
+                    {
+                        "family": "normal",
+                        "delta": delta,
+                        "n": n,
+                        "rep": rep,
+                        "prior": "weak",
+                        "error": None,
+                        "post_sd": sd,
+                        "mle_se": dict(sd),
+                        "mle_at_bound": False,
+                        "rhat_max": 1.0,
+                        "ess_bulk_min": 500.0,
+                        "divergences": 0,
+                        "post_mean_tau": 0.0,
+                    }
+                )
     study = WideningStudy(spec, {"normal": spec}, deltas, ns, reps, {}, rows)
-    study.fisher_sd = {("normal", d): {p: 3.0 / d * (d ** -1 if p == "exp_tau" else 1.0)
-                                       for p in ("beta", "tau", "exp_tau", "eta", "nu")} for d in deltas}
+    study.fisher_sd = {
+        ("normal", d): {
+            p: 3.0 / d * (d**-1 if p == "exp_tau" else 1.0) for p in ("beta", "tau", "exp_tau", "eta", "nu")
+        }
+        for d in deltas
+    }
     return study
 
 
@@ -69,7 +90,9 @@ def test_slopes_recover_exact_power_laws(spec):
             row = by_delta[(n, p)]
             assert row["posterior"] == pytest.approx(expected, abs=1e-9)
             assert row["ci"] == pytest.approx((expected, expected), abs=1e-9)
-            assert row["fisher"] == pytest.approx(expected, abs=1e-9) and row["mle"] == pytest.approx(expected, abs=1e-9)
+            assert row["fisher"] == pytest.approx(expected, abs=1e-9) and row["mle"] == pytest.approx(
+                expected, abs=1e-9
+            )
             assert row["paper"] == expected and row["agrees_paper"] and row["agrees_fisher"]
     for row in study.slopes("n"):
         assert row["posterior"] == pytest.approx(-0.5, abs=1e-9) and row["fisher"] == pytest.approx(-0.5, abs=1e-9)
@@ -133,9 +156,32 @@ def test_widening_rejects_bad_grids(spec):
 def test_cli_widening_prints_json_and_refuses_bad_deltas(tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = main(["widening", "softmax_eta_merging", "--deltas", "0.5,2", "--ns", "150", "--reps", "1",
-                     "--draws", "40", "--tune", "40", "--chains", "1", "--counterpart", "none", "--no-sensitivity",
-                     "--out", str(tmp_path / "w"), "--workers", "1", "--json"])
+        code = main(
+            [
+                "widening",
+                "softmax_eta_merging",
+                "--deltas",
+                "0.5,2",
+                "--ns",
+                "150",
+                "--reps",
+                "1",
+                "--draws",
+                "40",
+                "--tune",
+                "40",
+                "--chains",
+                "1",
+                "--counterpart",
+                "none",
+                "--no-sensitivity",
+                "--out",
+                str(tmp_path / "w"),
+                "--workers",
+                "1",
+                "--json",
+            ]
+        )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["families"] == {"normal": "normal"}

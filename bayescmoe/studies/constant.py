@@ -50,7 +50,9 @@ def gating_comparison(softmax: RateStudy, constant: RateStudy, boot: int = BOOTS
         raise BayescmoeError("gating_comparison needs a softmax-gated study and a constant-gated study, in that order")
     _check_matched(softmax.spec, constant.spec)
     if softmax.seed != constant.seed:
-        raise BayescmoeError(f"the studies have different seeds ({softmax.seed}, {constant.seed}): their datasets differ")
+        raise BayescmoeError(
+            f"the studies have different seeds ({softmax.seed}, {constant.seed}): their datasets differ"
+        )
     rng = np.random.default_rng(0)
     out = []
     for loss in PROMPT_PARAMETERS:
@@ -68,15 +70,27 @@ def gating_comparison(softmax: RateStudy, constant: RateStudy, boot: int = BOOTS
         diff = boot_rates[:, 0] - boot_rates[:, 1]
         ratio = boot_means[:, :, 0] / boot_means[:, :, 1]
         ratio_ci = np.percentile(ratio, [2.5, 97.5], axis=0)
-        out.append({
-            "parameter": loss,
-            "rate_softmax": float(rates[0]), "ci_softmax": (float(ci[0, 0]), float(ci[1, 0])),
-            "rate_constant": float(rates[1]), "ci_constant": (float(ci[0, 1]), float(ci[1, 1])),
-            "rate_difference": float(rates[0] - rates[1]),
-            "ci_difference": tuple(float(v) for v in np.percentile(diff, [2.5, 97.5])),
-            "ratio_by_n": [{"n": int(n), "ratio": float(means[i, 0] / means[i, 1]), "ci_low": float(ratio_ci[0, i]),
-                            "ci_high": float(ratio_ci[1, i]), "pairs": int(len(pairs[n]))} for i, n in enumerate(ns)],
-        })
+        out.append(
+            {
+                "parameter": loss,
+                "rate_softmax": float(rates[0]),
+                "ci_softmax": (float(ci[0, 0]), float(ci[1, 0])),
+                "rate_constant": float(rates[1]),
+                "ci_constant": (float(ci[0, 1]), float(ci[1, 1])),
+                "rate_difference": float(rates[0] - rates[1]),
+                "ci_difference": tuple(float(v) for v in np.percentile(diff, [2.5, 97.5])),
+                "ratio_by_n": [
+                    {
+                        "n": int(n),
+                        "ratio": float(means[i, 0] / means[i, 1]),
+                        "ci_low": float(ratio_ci[0, i]),
+                        "ci_high": float(ratio_ci[1, i]),
+                        "pairs": len(pairs[n]),
+                    }
+                    for i, n in enumerate(ns)
+                ],
+            }
+        )
     return out
 
 
@@ -92,8 +106,10 @@ def _check_matched(soft, const) -> None:
     if gate_s != gate_c or (not gate_s and not np.isclose(1 / (1 + np.exp(-a["truth"]["tau"])), b["truth"]["lam"])):
         differ.append("the gate (sigmoid(tau*) must equal lam*)")
     if differ:
-        raise BayescmoeError(f"{soft.name} and {const.name} are not a matched pair (they differ in "
-                             f"{', '.join(differ)}): their datasets differ")
+        raise BayescmoeError(
+            f"{soft.name} and {const.name} are not a matched pair (they differ in "
+            f"{', '.join(differ)}): their datasets differ"
+        )
 
 
 def coupling(study: RateStudy) -> list[dict[str, Any]]:

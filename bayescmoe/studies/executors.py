@@ -41,7 +41,8 @@ def _local(fn: Callable, tasks: list, workers: int) -> Iterator[Any]:
 
 def _dask(fn: Callable, tasks: list, address: str) -> Iterator[Any]:
     try:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client
+        from distributed import as_completed as dask_completed
     except ImportError:
         raise BayescmoeError(
             "--scheduler needs dask.distributed; install it with pip install 'bayescmoe[dask]'"

@@ -18,10 +18,16 @@ from bayescmoe.theory import proposition_1
 
 __all__ = ["plot_study", "plot_widening"]
 
-LABELS = {"beta": r"$\|\hat\beta - \beta^*\|$", "tau": r"$|\hat\tau - \tau^*|$",
-          "exp_tau": r"$|e^{\hat\tau} - e^{\tau^*}|$", "eta": r"$\|\hat\eta - \eta^*\|$",
-          "b": r"$|\hat b - b^*|$", "nu": r"$|\hat\nu - \nu^*|$", "lam": r"$|\hat\lambda - \lambda^*|$",
-          "density": "Hellinger distance"}
+LABELS = {
+    "beta": r"$\|\hat\beta - \beta^*\|$",
+    "tau": r"$|\hat\tau - \tau^*|$",
+    "exp_tau": r"$|e^{\hat\tau} - e^{\tau^*}|$",
+    "eta": r"$\|\hat\eta - \eta^*\|$",
+    "b": r"$|\hat b - b^*|$",
+    "nu": r"$|\hat\nu - \nu^*|$",
+    "lam": r"$|\hat\lambda - \lambda^*|$",
+    "density": "Hellinger distance",
+}
 
 
 def plot_study(study: RateStudy, table: list[RateRow], directory: str | Path) -> list[Path]:
@@ -33,11 +39,15 @@ def plot_study(study: RateStudy, table: list[RateRow], directory: str | Path) ->
 
     rows = [r for r in table if r.empirical is not None]
     cols = min(4, len(rows))
-    fig, axes = plt.subplots((len(rows) + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.0 * ((len(rows) + cols - 1) // cols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        (len(rows) + cols - 1) // cols,
+        cols,
+        figsize=(3.6 * cols, 3.0 * ((len(rows) + cols - 1) // cols)),
+        squeeze=False,
+    )
     for ax, row in zip(axes.flat, rows):
         _panel(ax, study, row)
-    for ax in list(axes.flat)[len(rows):]:
+    for ax in list(axes.flat)[len(rows) :]:
         ax.set_visible(False)
     fig.suptitle(f"{study.spec.name}: {study.reps} replications per n, start {study.start.label}", fontsize=10)
     fig.tight_layout()
@@ -59,13 +69,28 @@ def _panel(ax, study: RateStudy, row: RateRow) -> None:
     mean = np.array([np.mean(groups[n]) for n in sorted(groups)])
     sd = np.array([np.std(groups[n], ddof=1) if len(groups[n]) > 1 else 0.0 for n in sorted(groups)])
     lower = np.minimum(2 * sd, mean * 0.99)
-    ax.errorbar(ns, mean, yerr=[lower, 2 * sd], fmt="o", ms=3, color="tab:blue", ecolor="tab:blue", alpha=0.6,
-                elinewidth=0.8, capsize=0, label="mean ± 2 sd")
+    ax.errorbar(
+        ns,
+        mean,
+        yerr=[lower, 2 * sd],
+        fmt="o",
+        ms=3,
+        color="tab:blue",
+        ecolor="tab:blue",
+        alpha=0.6,
+        elinewidth=0.8,
+        capsize=0,
+        label="mean ± 2 sd",
+    )
     mid = np.exp(np.mean(np.log(ns)))
     level = np.exp(np.mean(np.log(mean)))
     grid = np.array([ns.min(), ns.max()])
-    ax.plot(grid, level * (grid / mid) ** -row.empirical, color="tab:blue",
-            label=f"fit: n^-{row.empirical:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]")
+    ax.plot(
+        grid,
+        level * (grid / mid) ** -row.empirical,
+        color="tab:blue",
+        label=f"fit: n^-{row.empirical:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]",
+    )
     if row.theory is not None:
         ax.plot(grid, level * (grid / mid) ** -row.theory, "--", color="tab:red", label=f"theory: n^-{row.theory_text}")
     ax.set_xscale("log")
@@ -77,8 +102,14 @@ def _panel(ax, study: RateStudy, row: RateRow) -> None:
 
 # -- widening studies ----------------------------------------------------------------------------
 
-WIDENING_LABELS = {"beta": r"$\beta$ (rms)", "tau": r"$\tau$", "exp_tau": r"$e^{\tau}$", "eta": r"$\eta$ (rms)",
-                   "b": "$b$", "nu": r"$\nu$"}
+WIDENING_LABELS = {
+    "beta": r"$\beta$ (rms)",
+    "tau": r"$\tau$",
+    "exp_tau": r"$e^{\tau}$",
+    "eta": r"$\eta$ (rms)",
+    "b": "$b$",
+    "nu": r"$\nu$",
+}
 FAMILY_COLORS = {"normal": "tab:red", "laplace": "tab:blue", "student_t": "tab:green"}
 
 
@@ -117,16 +148,16 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
             sds = [np.array([r["post_sd"][p] for r in cells[(e["delta"], n)]]) for e in rows]
             mean = np.array([np.exp(np.log(s).mean()) for s in sds])
             spread = [np.clip(mean - [s.min() for s in sds], 0, None), np.clip([s.max() for s in sds] - mean, 0, None)]
-            ax.errorbar(d, mean, yerr=spread, fmt="o-",
-                        color=color, ms=4, lw=1, capsize=2, label=f"{family}: posterior SD")
+            ax.errorbar(
+                d, mean, yerr=spread, fmt="o-", color=color, ms=4, lw=1, capsize=2, label=f"{family}: posterior SD"
+            )
             fisher = np.array([np.nan if e["fisher_sd"][p] is None else e["fisher_sd"][p] for e in rows])
             ax.plot(d, fisher, "--", color=color, lw=1, label=f"{family}: Fisher SD")
             mle = np.array([np.nan if e["mle_se"][p] is None else e["mle_se"][p] for e in rows])
             ax.plot(d, mle, "x", color=color, ms=6, label=f"{family}: MLE SE")
             if proposition_1(study.families[family]) is False:
                 slope = PAPER_DELTA_SLOPES[p]
-                ax.plot(d, mean[-1] * (d / d[-1]) ** slope, ":", color="k", lw=1.2,
-                        label=f"paper: Delta^{slope:g}")
+                ax.plot(d, mean[-1] * (d / d[-1]) ** slope, ":", color="k", lw=1.2, label=f"paper: Delta^{slope:g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(study.deltas, [f"{v:g}" for v in study.deltas])
@@ -135,8 +166,9 @@ def plot_widening(study, directory: str | Path, n: int | None = None) -> list[Pa
         ax.set_title(WIDENING_LABELS.get(p, p), fontsize=10)
     axes[0][0].set_ylabel(f"SD at n = {n}")
     axes[0][-1].legend(fontsize=6, loc="best")
-    fig.suptitle(f"{study.spec.name}: posterior SD as the prompt merges into f0 ({study.reps} replications)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{study.spec.name}: posterior SD as the prompt merges into f0 ({study.reps} replications)", fontsize=10
+    )
     fig.tight_layout()
     paths = [directory / "widening_sd.png"]
     fig.savefig(paths[0], dpi=120)
@@ -170,10 +202,21 @@ def _plot_densities(pair, directory: Path) -> list[Path]:
 
     deltas = list(pair)
     post = xr.concat([pair[d].drop_attrs() for d in deltas], dim=xr.Variable("Delta", deltas))
-    shown = xr.Dataset({"tau": post["tau"], "nu": post["nu"], "beta_1": post["beta"].isel(covariate=0, drop=True),
-                        "eta_1": post["eta"].isel(covariate=0, drop=True)})
-    pc = azp.plot_dist(xr.DataTree.from_dict({"/posterior": shown}), cols=["__variable__", "Delta"], col_wrap=2,
-                       backend="matplotlib", figure_kwargs={"figsize": (7.5, 10)})
+    shown = xr.Dataset(
+        {
+            "tau": post["tau"],
+            "nu": post["nu"],
+            "beta_1": post["beta"].isel(covariate=0, drop=True),
+            "eta_1": post["eta"].isel(covariate=0, drop=True),
+        }
+    )
+    pc = azp.plot_dist(
+        xr.DataTree.from_dict({"/posterior": shown}),
+        cols=["__variable__", "Delta"],
+        col_wrap=2,
+        backend="matplotlib",
+        figure_kwargs={"figsize": (7.5, 10)},
+    )
     path = directory / "widening_densities.png"
     pc.savefig(path, dpi=110)
     import matplotlib.pyplot as plt

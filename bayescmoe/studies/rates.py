@@ -64,7 +64,7 @@ class Start:
             return "multistart"
         truth = spec.layout.pack(spec.truth_at(n))
         if self.kind == "perturbed":
-            truth = truth + rng.normal(scale=self.scale * n ** -self.power, size=truth.size)
+            truth = truth + rng.normal(scale=self.scale * n**-self.power, size=truth.size)
         return spec.layout.unpack(np.clip(truth, *spec.bounds_arrays()))
 
 
@@ -76,7 +76,7 @@ def n_grid(n_min: int, n_max: int, num: int) -> list[int]:
     """
     if not (isinstance(num, int) and num >= 2 and 1 <= n_min < n_max):
         raise BayescmoeError(f"need n_min < n_max and at least 2 sizes, got {n_min}, {n_max}, {num}")
-    return sorted({int(round(v)) for v in np.logspace(np.log10(n_min), np.log10(n_max), num)})
+    return sorted({round(v) for v in np.logspace(np.log10(n_min), np.log10(n_max), num)})
 
 
 def schedule_variant(spec: Spec | str, c: float) -> Spec:
@@ -96,19 +96,38 @@ def fit_one(task: tuple) -> dict[str, Any]:
     spec = spec_from_dict(spec_dict)
     data_seed, start_seed, fit_seed = np.random.SeedSequence([study_seed, n, rep]).generate_state(3)
     X, y, truth = simulate(spec, n, seed=int(data_seed))
-    row = {"spec_hash": spec.digest(), "init": start.label, "study_seed": study_seed, "n": n, "rep": rep,
-           "seed": int(data_seed), "params": {}, "losses": {}, "loglik": None, "error": None}
+    row = {
+        "spec_hash": spec.digest(),
+        "init": start.label,
+        "study_seed": study_seed,
+        "n": n,
+        "rep": rep,
+        "seed": int(data_seed),
+        "params": {},
+        "losses": {},
+        "loglik": None,
+        "error": None,
+    }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded in the row instead
-            fit = fit_mle(spec, X, y, init=start.init(spec, n, np.random.default_rng(start_seed)),
-                          seed=int(fit_seed))
+            fit = fit_mle(spec, X, y, init=start.init(spec, n, np.random.default_rng(start_seed)), seed=int(fit_seed))
     except BayescmoeError as err:  # recorded, counted as failed, never dropped
-        return row | {"status": "error", "converged": False, "at_bound": False, "n_iter": 0, "seconds": 0.0,
-                      "error": str(err)}
+        return row | {
+            "status": "error",
+            "converged": False,
+            "at_bound": False,
+            "n_iter": 0,
+            "seconds": 0.0,
+            "error": str(err),
+        }
     return row | {
-        "status": fit.status, "converged": fit.converged, "at_bound": bool(fit.at_bound.any()),
-        "n_iter": fit.n_iter, "seconds": fit.seconds, "loglik": fit.loglik,
+        "status": fit.status,
+        "converged": fit.converged,
+        "at_bound": bool(fit.at_bound.any()),
+        "n_iter": fit.n_iter,
+        "seconds": fit.seconds,
+        "loglik": fit.loglik,
         "losses": losses(spec, fit.params, truth),
         "params": {k: np.asarray(v).tolist() for k, v in fit.params.items()},
     }
@@ -212,8 +231,16 @@ def empirical_rate(rows: list[dict], loss: str, n0: int = 0, boot: int = BOOTSTR
     for r in used:
         groups.setdefault(r["n"], []).append(r["losses"][loss])
     ns = sorted(groups)
-    out = {"n0": n0, "n_fits": len(used), "n_failed": failed, "n_bound": sum(r["at_bound"] for r in used),
-           "n_values": len(ns), "empirical": None, "ci_low": None, "ci_high": None}
+    out = {
+        "n0": n0,
+        "n_fits": len(used),
+        "n_failed": failed,
+        "n_bound": sum(r["at_bound"] for r in used),
+        "n_values": len(ns),
+        "empirical": None,
+        "ci_low": None,
+        "ci_high": None,
+    }
     samples = [np.asarray(groups[n]) for n in ns]
     if len(ns) < 2 or any(s.mean() <= 0 for s in samples):
         return out
@@ -275,8 +302,9 @@ def regular_cutoff(rows: list[dict]) -> int | None:
     return later[0] if later else None
 
 
-def rate_table(study: RateStudy, n0: int = 0, cutoffs: Sequence[int] | None = None,
-               local: bool = False, local_mc: int = LOCAL_MC) -> list[RateRow]:
+def rate_table(
+    study: RateStudy, n0: int = 0, cutoffs: Sequence[int] | None = None, local: bool = False, local_mc: int = LOCAL_MC
+) -> list[RateRow]:
     """The study's rate table: theory, the paper's rate, ours with its CI, per loss.
 
     ``n0`` is the lower cut-off of the fitted range; ``cutoffs`` (default: the grid's sizes
@@ -303,17 +331,35 @@ def rate_table(study: RateStudy, n0: int = 0, cutoffs: Sequence[int] | None = No
     rows = []
     for loss, rate in theory.items():
         main = empirical_rate(study.rows, loss, n0)
-        moves = tuple({"n0": c, "local": local_slope(loss, c)}
-                      | {k: v for k, v in empirical_rate(study.rows, loss, c).items() if k in keep} for c in cutoffs)
+        moves = tuple(
+            {"n0": c, "local": local_slope(loss, c)}
+            | {k: v for k, v in empirical_rate(study.rows, loss, c).items() if k in keep}
+            for c in cutoffs
+        )
         regular = {}
         if regular_n0 is not None:
             regular = {k: v for k, v in empirical_rate(study.rows, loss, max(n0, regular_n0)).items() if k in keep}
             regular["local"] = local_slope(loss, max(n0, regular_n0))
-        rows.append(RateRow(
-            setting=study.spec.name, parameter=loss, theory=rate.exponent, theory_text=rate.text,
-            theory_reason=rate.reason, paper=study.spec.paper.get(loss, ""), empirical=main["empirical"],
-            ci_low=main["ci_low"], ci_high=main["ci_high"], n_fits=main["n_fits"], n_failed=main["n_failed"],
-            n_bound=main["n_bound"], n0=n0, start=study.start.label, by_n0=moves, local=local_slope(loss, n0),
-            regular_n0=regular_n0, regular=regular,
-        ))
+        rows.append(
+            RateRow(
+                setting=study.spec.name,
+                parameter=loss,
+                theory=rate.exponent,
+                theory_text=rate.text,
+                theory_reason=rate.reason,
+                paper=study.spec.paper.get(loss, ""),
+                empirical=main["empirical"],
+                ci_low=main["ci_low"],
+                ci_high=main["ci_high"],
+                n_fits=main["n_fits"],
+                n_failed=main["n_failed"],
+                n_bound=main["n_bound"],
+                n0=n0,
+                start=study.start.label,
+                by_n0=moves,
+                local=local_slope(loss, n0),
+                regular_n0=regular_n0,
+                regular=regular,
+            )
+        )
     return rows

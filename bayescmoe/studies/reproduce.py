@@ -20,9 +20,13 @@ __all__ = ["Plan", "PLANS", "GROUPS", "reproduce", "SETTINGS"]
 
 SETTINGS = ("softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging")
 CONSTANT_SETTINGS = (
-    "constant_studentt_linear", "constant_gaussian_linear", "constant_gaussian_tanh",
-    "constant_studentt_vanishing", "softmax_studentt_vanishing",
-    "constant_gaussian_linear_merging", "constant_gaussian_tanh_merging",
+    "constant_studentt_linear",
+    "constant_gaussian_linear",
+    "constant_gaussian_tanh",
+    "constant_studentt_vanishing",
+    "softmax_studentt_vanishing",
+    "constant_gaussian_linear_merging",
+    "constant_gaussian_tanh_merging",
 )
 GROUPS = {"softmax": SETTINGS, "constant": CONSTANT_SETTINGS}
 
@@ -67,7 +71,16 @@ def reproduce(
     for name in GROUPS[group]:
         plan = PLANS[scale][name]
         report = (lambda done, total, name=name: progress(name, done, total)) if progress else None
-        study = run_rates(name, plan.ns, plan.reps, seed=seed, start=start, store=store, workers=workers,
-                          scheduler=scheduler, progress=report)
+        study = run_rates(
+            name,
+            plan.ns,
+            plan.reps,
+            seed=seed,
+            start=start,
+            store=store,
+            workers=workers,
+            scheduler=scheduler,
+            progress=report,
+        )
         out.append((study, rate_table(study, local=True)))
     return out

@@ -46,8 +46,24 @@ CREATE TABLE IF NOT EXISTS fits (
 );
 """
 
-_COLUMNS = ("spec_hash", "init", "study_seed", "n", "rep", "seed", "status", "converged", "at_bound",
-            "n_iter", "seconds", "loglik", "losses", "params", "error", "recorded")
+_COLUMNS = (
+    "spec_hash",
+    "init",
+    "study_seed",
+    "n",
+    "rep",
+    "seed",
+    "status",
+    "converged",
+    "at_bound",
+    "n_iter",
+    "seconds",
+    "loglik",
+    "losses",
+    "params",
+    "error",
+    "recorded",
+)
 
 
 class StoreError(BayescmoeError):
@@ -75,7 +91,7 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -84,30 +100,41 @@ class Store:
     def register(self, spec: Spec) -> str:
         """Record the spec (so the store describes itself) and return its digest."""
         digest = spec.digest()
-        self._db.execute("INSERT OR IGNORE INTO specs VALUES (?, ?, ?)",
-                         (digest, spec.name, json.dumps(spec.to_dict(), sort_keys=True)))
+        self._db.execute(
+            "INSERT OR IGNORE INTO specs VALUES (?, ?, ?)",
+            (digest, spec.name, json.dumps(spec.to_dict(), sort_keys=True)),
+        )
         self._db.commit()
         return digest
 
     def done(self, spec_hash: str, init: str, study_seed: int) -> set[tuple[int, int]]:
         """The (n, rep) pairs already recorded for this study."""
-        cur = self._db.execute("SELECT n, rep FROM fits WHERE spec_hash = ? AND init = ? AND study_seed = ?",
-                               (spec_hash, init, study_seed))
+        cur = self._db.execute(
+            "SELECT n, rep FROM fits WHERE spec_hash = ? AND init = ? AND study_seed = ?", (spec_hash, init, study_seed)
+        )
         return set(cur.fetchall())
 
     def add(self, row: dict[str, Any]) -> None:
         """Insert one fit and commit it."""
-        record = dict(row, losses=json.dumps(row["losses"]), params=json.dumps(row["params"]),
-                      recorded=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        self._db.execute(f"INSERT OR REPLACE INTO fits VALUES ({', '.join('?' * len(_COLUMNS))})",
-                         tuple(record.get(c) for c in _COLUMNS))
+        record = dict(
+            row,
+            losses=json.dumps(row["losses"]),
+            params=json.dumps(row["params"]),
+            recorded=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+        self._db.execute(
+            f"INSERT OR REPLACE INTO fits VALUES ({', '.join('?' * len(_COLUMNS))})",
+            tuple(record.get(c) for c in _COLUMNS),
+        )
         self._db.commit()
 
     def rows(self, spec_hash: str, init: str, study_seed: int) -> list[dict[str, Any]]:
         """Every recorded fit of the study, sorted by (n, rep), losses and params decoded."""
         cur = self._db.execute(
             f"SELECT {', '.join(_COLUMNS)} FROM fits WHERE spec_hash = ? AND init = ? AND study_seed = ? "
-            "ORDER BY n, rep", (spec_hash, init, study_seed))
+            "ORDER BY n, rep",
+            (spec_hash, init, study_seed),
+        )
         out = []
         for values in cur.fetchall():
             row = dict(zip(_COLUMNS, values))

@@ -51,8 +51,8 @@ from bayescmoe.posterior import diagnose, posterior_sd, resolve_sampler, sample_
 from bayescmoe.priors import Prior
 from bayescmoe.simulate import simulate_at
 from bayescmoe.spec import Spec, load_spec, spec_from_dict
-from bayescmoe.theory import proposition_1
 from bayescmoe.studies.executors import run_tasks
+from bayescmoe.theory import proposition_1
 
 __all__ = ["WIDE_PRIORS", "WideningStudy", "counterpart", "params_at_delta", "widening", "PAPER_DELTA_SLOPES"]
 
@@ -117,26 +117,42 @@ def _cell(task: tuple) -> dict[str, Any]:
     """One cell (runs in a worker): simulate at Delta, fit the MLE from the truth, sample the posterior."""
     spec_dict, label, direction, delta, n, rep, prior, settings, study_seed, save = task
     spec = spec_from_dict(spec_dict)
-    data_seed, sample_seed = np.random.SeedSequence(
-        [study_seed, int(round(delta * 1e6)), n, rep]).generate_state(2)
+    data_seed, sample_seed = np.random.SeedSequence([study_seed, round(delta * 1e6), n, rep]).generate_state(2)
     params = params_at_delta(spec, delta, np.asarray(direction))
     X, y = simulate_at(spec, params, n, int(data_seed))
-    row = {"family": label, "delta": delta, "n": n, "rep": rep, "prior": prior, "seed": int(data_seed),
-           "key": settings["key"], "error": None}
+    row = {
+        "family": label,
+        "delta": delta,
+        "n": n,
+        "rep": rep,
+        "prior": prior,
+        "seed": int(data_seed),
+        "key": settings["key"],
+        "error": None,
+    }
     t0 = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the diagnostics are recorded in the row
             fit = fit_mle(spec, X, y, init=params, seed=int(sample_seed))
             idata = sample_posterior(
-                spec, X, y, priors=_wide(spec) if prior == "wide" else "weak", init=fit,
-                draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
-                sampler=settings["sampler"], seed=int(sample_seed), check=False)
+                spec,
+                X,
+                y,
+                priors=_wide(spec) if prior == "wide" else "weak",
+                init=fit,
+                draws=settings["draws"],
+                tune=settings["tune"],
+                chains=settings["chains"],
+                sampler=settings["sampler"],
+                seed=int(sample_seed),
+                check=False,
+            )
             diag = diagnose(idata)
         if save:
             Path(save).parent.mkdir(parents=True, exist_ok=True)
             idata.to_netcdf(save, engine="h5netcdf")
-    except Exception as err:  # noqa: BLE001 - recorded and counted: one bad cell must not stop a study
+    except Exception as err:
         return row | {"error": f"{type(err).__name__}: {err}", "seconds": time.perf_counter() - t0}
     mle_se = _summary_sd(fit.stderr) | {"exp_tau": float(np.exp(fit.params["tau"]) * fit.stderr["tau"])}
     post = idata.posterior
@@ -189,21 +205,33 @@ class WideningStudy:
         for family in self.families:
             cells, wide = self._cells(family), self._cells(family, "wide")
             for (delta, n), rows in sorted(cells.items()):
-                entry = {"family": family, "delta": delta, "n": n, "reps": len(rows),
-                         "post_sd": {}, "mle_se": {}, "fisher_sd": {}, "wide_ratio": {},
-                         "mle_at_bound": sum(r["mle_at_bound"] for r in rows),
-                         "rhat_max": _nanmax(r["rhat_max"] for r in rows),
-                         "ess_bulk_min": min(r["ess_bulk_min"] for r in rows),
-                         "divergences": sum(r["divergences"] for r in rows),
-                         "post_mean_tau": float(np.mean([r["post_mean_tau"] for r in rows]))}
+                entry = {
+                    "family": family,
+                    "delta": delta,
+                    "n": n,
+                    "reps": len(rows),
+                    "post_sd": {},
+                    "mle_se": {},
+                    "fisher_sd": {},
+                    "wide_ratio": {},
+                    "mle_at_bound": sum(r["mle_at_bound"] for r in rows),
+                    "rhat_max": _nanmax(r["rhat_max"] for r in rows),
+                    "ess_bulk_min": min(r["ess_bulk_min"] for r in rows),
+                    "divergences": sum(r["divergences"] for r in rows),
+                    "post_mean_tau": float(np.mean([r["post_mean_tau"] for r in rows])),
+                }
                 fisher = self.fisher_sd.get((family, delta), {})
                 for p in self.parameters:
                     entry["post_sd"][p] = _geomean([r["post_sd"][p] for r in rows])
                     se = [r["mle_se"][p] for r in rows if r["mle_se"].get(p) is not None]
                     entry["mle_se"][p] = _geomean(se) if se else None
                     entry["fisher_sd"][p] = fisher[p] / np.sqrt(n) if p in fisher else None
-                    pairs = [(w["post_sd"][p], r["post_sd"][p]) for w in wide.get((delta, n), [])
-                             for r in rows if r["rep"] == w["rep"] and r["post_sd"][p] > 0]
+                    pairs = [
+                        (w["post_sd"][p], r["post_sd"][p])
+                        for w in wide.get((delta, n), [])
+                        for r in rows
+                        if r["rep"] == w["rep"] and r["post_sd"][p] > 0
+                    ]
                     entry["wide_ratio"][p] = float(np.mean([a / b for a, b in pairs])) if pairs else None
                 out.append(entry)
         return out
@@ -237,8 +265,12 @@ class WideningStudy:
                         continue
                     slope = float(np.polyfit(x, [s.mean() for s in samples], 1)[0])
                     if min(s.size for s in samples) >= 2:
-                        boot = np.array([np.polyfit(x, [rng.choice(s, s.size).mean() for s in samples], 1)[0]
-                                         for _ in range(BOOTSTRAP)])
+                        boot = np.array(
+                            [
+                                np.polyfit(x, [rng.choice(s, s.size).mean() for s in samples], 1)[0]
+                                for _ in range(BOOTSTRAP)
+                            ]
+                        )
                         lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
                     else:  # one replication: no spread to resample
                         lo = hi = None
@@ -249,9 +281,15 @@ class WideningStudy:
                     else:
                         paper = {True: 0.0, False: PAPER_DELTA_SLOPES[p]}.get(verdict)
                     row = {
-                        "family": family, "against": against, "fixed": fixed, "parameter": p,
-                        "posterior": slope, "ci": (lo, hi), "paper": paper,
-                        "fisher": _slope(x, fisher), "mle": _slope(x, mle),
+                        "family": family,
+                        "against": against,
+                        "fixed": fixed,
+                        "parameter": p,
+                        "posterior": slope,
+                        "ci": (lo, hi),
+                        "paper": paper,
+                        "fisher": _slope(x, fisher),
+                        "mle": _slope(x, mle),
                         "wide_ratio_max": _nanmax(e["wide_ratio"][p] for e in entries),
                         "rhat_max": _nanmax(e["rhat_max"] for e in entries),
                         "tau_mean_min": min(e["post_mean_tau"] for e in entries),
@@ -266,9 +304,19 @@ class WideningStudy:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain JSON values (NaN and infinities become None)."""
-        return _plain({"spec": self.spec.name, "families": {k: s.pretrained.family for k, s in self.families.items()},
-                "deltas": self.deltas, "ns": self.ns, "reps": self.reps, "settings": self.settings,
-                "table": self.table(), "slopes_delta": self.slopes("delta"), "slopes_n": self.slopes("n")})
+        return _plain(
+            {
+                "spec": self.spec.name,
+                "families": {k: s.pretrained.family for k, s in self.families.items()},
+                "deltas": self.deltas,
+                "ns": self.ns,
+                "reps": self.reps,
+                "settings": self.settings,
+                "table": self.table(),
+                "slopes_delta": self.slopes("delta"),
+                "slopes_n": self.slopes("n"),
+            }
+        )
 
 
 def _plain(obj):
@@ -316,10 +364,12 @@ def _why(row: dict[str, Any]) -> str:
         return "agrees with the paper's slope and the local Fisher slope"
     reasons = []
     if row["tau_mean_min"] < row["tau_true"] - 2.5:
-        reasons.append(f"the posterior switches the prompt off where Delta is small (posterior mean tau down to "
-                       f"{row['tau_mean_min']:.1f} against tau* = {row['tau_true']:g}; {row['mle_at_bound']} MLEs on "
-                       "the box): f0 alone explains the data, exp(tau) is pinned near 0 and the prompt's other "
-                       "parameters fall back to their prior")
+        reasons.append(
+            f"the posterior switches the prompt off where Delta is small (posterior mean tau down to "
+            f"{row['tau_mean_min']:.1f} against tau* = {row['tau_true']:g}; {row['mle_at_bound']} MLEs on "
+            "the box): f0 alone explains the data, exp(tau) is pinned near 0 and the prompt's other "
+            "parameters fall back to their prior"
+        )
     if row["wide_ratio_max"] is not None and row["wide_ratio_max"] > 1.2:
         reasons.append(f"the prior takes over: SD under wide priors is {row['wide_ratio_max']:.2f}x the weak-prior SD")
     if row["rhat_max"] is not None and row["rhat_max"] > 1.05:
@@ -327,17 +377,29 @@ def _why(row: dict[str, Any]) -> str:
     if row["paper"] is None:
         reasons.append("Proposition 1 does not decide distinguishability here: the paper predicts no slope")
     elif row["fisher"] is not None and not np.isclose(row["fisher"], row["paper"], atol=0.15):
-        reasons.append(f"the local information scales as slope {row['fisher']:+.2f}, not the paper's "
-                       f"{row['paper']:+.2f}: the paper's rate is uniform over truths, the local one is at this truth")
+        reasons.append(
+            f"the local information scales as slope {row['fisher']:+.2f}, not the paper's "
+            f"{row['paper']:+.2f}: the paper's rate is uniform over truths, the local one is at this truth"
+        )
     if not reasons:
-        reasons.append("within-replication noise: the bootstrap interval is wide" if row["ci"][1] - row["ci"][0] > 0.5
-                       else "the posterior is not yet in its asymptotic regime on this grid")
+        reasons.append(
+            "within-replication noise: the bootstrap interval is wide"
+            if row["ci"][1] - row["ci"][0] > 0.5
+            else "the posterior is not yet in its asymptotic regime on this grid"
+        )
     return "; ".join(reasons)
 
 
 def _settings_key(spec: Spec, families: dict[str, Spec], settings: dict[str, Any], seed: int) -> str:
-    payload = json.dumps([spec.digest(), sorted((k, s.digest()) for k, s in families.items()),
-                          {k: v for k, v in settings.items() if k != "key"}, seed], sort_keys=True)
+    payload = json.dumps(
+        [
+            spec.digest(),
+            sorted((k, s.digest()) for k, s in families.items()),
+            {k: v for k, v in settings.items() if k != "key"},
+            seed,
+        ],
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -395,8 +457,10 @@ def widening(
     if spec.gating != "softmax":
         raise BayescmoeError(f"the widening study is for softmax gating; {spec.name} has {spec.gating} gating")
     if any(s.parameter == "tau" for s in spec.schedules):
-        raise BayescmoeError(f"{spec.name} lets its gate vanish (a tau schedule); the widening study needs a fixed gate: "
-                             "use a spec with a fixed tau, such as softmax_eta_merging")
+        raise BayescmoeError(
+            f"{spec.name} lets its gate vanish (a tau schedule); the widening study needs a fixed gate: "
+            "use a spec with a fixed tau, such as softmax_eta_merging"
+        )
     resolve_sampler(sampler)
     families = {spec.pretrained.family: _fixed(spec)}
     if counterpart_family and counterpart_family != spec.pretrained.family:
@@ -404,9 +468,14 @@ def widening(
     settings = {"draws": draws, "tune": tune, "chains": chains, "sampler": sampler}
     settings["key"] = _settings_key(spec, families, settings, seed)
     directory = Path(directory) if directory is not None else None
-    wanted = [(label, delta, n, rep, prior) for label in families for delta in deltas for n in ns
-              for rep in range(reps) for prior in (("weak", "wide") if sensitivity and n == ns[0] and rep == 0
-                                                   else ("weak",))]
+    wanted = [
+        (label, delta, n, rep, prior)
+        for label in families
+        for delta in deltas
+        for n in ns
+        for rep in range(reps)
+        for prior in (("weak", "wide") if sensitivity and n == ns[0] and rep == 0 else ("weak",))
+    ]
     keys = set(wanted)
     done = {k: v for k, v in _load(directory, settings["key"]).items() if k in keys}
     direction = merge_direction(spec).tolist()
@@ -442,8 +511,9 @@ def widening(
     study = WideningStudy(spec, families, deltas, ns, reps, settings, rows, directory=directory)
     for label, fam_spec in families.items():
         for delta in deltas:
-            info = fisher_information(fam_spec, params_at_delta(fam_spec, delta, np.asarray(direction)),
-                                      n_mc=fisher_mc, seed=seed)
+            info = fisher_information(
+                fam_spec, params_at_delta(fam_spec, delta, np.asarray(direction)), n_mc=fisher_mc, seed=seed
+            )
             try:
                 study.fisher_sd[(label, delta)] = _summary_sd(info.asymptotic_sd(1))
             except np.linalg.LinAlgError:  # a singular information: no local prediction at this Delta
