@@ -5,9 +5,13 @@
 A frozen pre-trained expert ``f0`` mixed with a trainable Gaussian prompt
 (arXiv 2505.18455; constant gating ``g = lam``: arXiv 2410.12258).  See
 ``MODEL.md`` for the contract and the README for a tour.
+
+Everything public is importable from here (MODEL.md section 7): the name of each module's
+``__all__`` is re-exported below, except those of the internal machinery
+(``bayescmoe.optimize``, ``bayescmoe.studies.executors``) and of the command line.
 """
 
-from bayescmoe.data import read_csv, write_csv
+from bayescmoe.data import check_data, read_csv, write_csv
 from bayescmoe.em import fit_em
 from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import (
@@ -17,44 +21,165 @@ from bayescmoe.exceptions import (
     DataError,
     FitError,
     IdentifiabilityWarning,
+    OutlierWarning,
     SpecError,
 )
+from bayescmoe.experts import EXPERTS, Expert, get_expert
+from bayescmoe.families import FAMILIES, Family, get_family
+from bayescmoe.identifiability import (
+    DistinguishabilityResult,
+    FisherInformation,
+    StrongIdentifiabilityResult,
+    check_distinguishability,
+    check_strong_identifiability,
+    delta_scan,
+    fisher_information,
+    merge_direction,
+    prompt_at,
+    proposition_1,
+)
+from bayescmoe.information import expected_information, predicted_losses
+from bayescmoe.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
 from bayescmoe.mle import fit_map, fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import loglik
-from bayescmoe.posterior import diagnose, posterior_sd, sample_posterior
-from bayescmoe.priors import WEAK_PRIORS, Prior
+from bayescmoe.posterior import SAMPLERS, Diagnostics, diagnose, posterior_sd, sample_posterior
+from bayescmoe.priors import WEAK_PRIORS, Prior, resolve_priors
 from bayescmoe.results import FitResult
-from bayescmoe.simulate import simulate
-from bayescmoe.spec import Spec, list_specs, load_spec, spec_from_dict
+from bayescmoe.simulate import draw_covariates, gate_probability, simulate, simulate_at
+from bayescmoe.spec import (
+    DEFAULT_BOUNDS,
+    LOSSES,
+    Covariates,
+    Layout,
+    Pretrained,
+    Prompt,
+    Schedule,
+    Spec,
+    list_specs,
+    load_spec,
+    spec_from_dict,
+)
+from bayescmoe.studies.constant import coupling, gating_comparison
+from bayescmoe.studies.plots import plot_study, plot_widening
+from bayescmoe.studies.rates import (
+    RateRow,
+    RateStudy,
+    Start,
+    empirical_rate,
+    n_grid,
+    rate_table,
+    run_rates,
+    schedule_variant,
+)
+from bayescmoe.studies.reproduce import Plan, reproduce
+from bayescmoe.studies.store import Store, StoreError
+from bayescmoe.studies.widening import (
+    PAPER_DELTA_SLOPES,
+    WIDE_PRIORS,
+    WideningStudy,
+    counterpart,
+    params_at_delta,
+    widening,
+)
+from bayescmoe.theory import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # specs and data
+    "DEFAULT_BOUNDS",
+    "LOSSES",
+    "Covariates",
+    "Layout",
+    "Pretrained",
+    "Prompt",
+    "Schedule",
+    "Spec",
+    "list_specs",
+    "load_spec",
+    "spec_from_dict",
+    "EXPERTS",
+    "Expert",
+    "get_expert",
+    "FAMILIES",
+    "Family",
+    "get_family",
+    "check_data",
+    "read_csv",
+    "write_csv",
+    "draw_covariates",
+    "gate_probability",
+    "simulate",
+    "simulate_at",
+    # the model and its estimators
+    "build_model",
+    "loglik",
+    "Prior",
+    "WEAK_PRIORS",
+    "resolve_priors",
+    "fit_mle",
+    "fit_map",
+    "fit_em",
+    "FitResult",
+    "ContaminatedMoE",
+    "SAMPLERS",
+    "Diagnostics",
+    "diagnose",
+    "posterior_sd",
+    "sample_posterior",
+    # identifiability, information, losses and theory
+    "DistinguishabilityResult",
+    "FisherInformation",
+    "StrongIdentifiabilityResult",
+    "check_distinguishability",
+    "check_strong_identifiability",
+    "delta_scan",
+    "fisher_information",
+    "merge_direction",
+    "prompt_at",
+    "proposition_1",
+    "expected_information",
+    "predicted_losses",
+    "GRID",
+    "N_X",
+    "WIDTH",
+    "evaluate_losses",
+    "hellinger",
+    "parameter_losses",
+    "STRONGLY_IDENTIFIABLE",
+    "Rate",
+    "theoretical_rates",
+    # studies
+    "RateRow",
+    "RateStudy",
+    "Start",
+    "empirical_rate",
+    "n_grid",
+    "rate_table",
+    "run_rates",
+    "schedule_variant",
+    "Plan",
+    "reproduce",
+    "Store",
+    "StoreError",
+    "PAPER_DELTA_SLOPES",
+    "WIDE_PRIORS",
+    "WideningStudy",
+    "counterpart",
+    "params_at_delta",
+    "widening",
+    "coupling",
+    "gating_comparison",
+    "plot_study",
+    "plot_widening",
+    # errors and warnings
     "BayescmoeError",
     "BoundaryWarning",
-    "ContaminatedMoE",
     "ConvergenceWarning",
     "DataError",
     "FitError",
-    "FitResult",
     "IdentifiabilityWarning",
-    "Prior",
-    "Spec",
+    "OutlierWarning",
     "SpecError",
-    "WEAK_PRIORS",
-    "build_model",
-    "diagnose",
-    "fit_em",
-    "fit_map",
-    "fit_mle",
-    "list_specs",
-    "load_spec",
-    "loglik",
-    "posterior_sd",
-    "read_csv",
-    "sample_posterior",
-    "simulate",
-    "spec_from_dict",
-    "write_csv",
 ]

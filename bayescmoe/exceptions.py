@@ -6,6 +6,17 @@ command line can print its message as one line and exit non-zero.
 
 from __future__ import annotations
 
+__all__ = [
+    "BayescmoeError",
+    "SpecError",
+    "DataError",
+    "FitError",
+    "ConvergenceWarning",
+    "IdentifiabilityWarning",
+    "BoundaryWarning",
+    "OutlierWarning",
+]
+
 
 class BayescmoeError(Exception):
     """Base class of every error raised by bayescmoe on bad input."""
@@ -33,3 +44,7 @@ class IdentifiabilityWarning(UserWarning):
 
 class BoundaryWarning(UserWarning):
     """An estimate sits on the boundary of the parameter box: Wald intervals do not apply there."""
+
+
+class OutlierWarning(UserWarning):
+    """A few observations are so far from every expert that they dominate the fit."""

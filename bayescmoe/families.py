@@ -18,7 +18,7 @@ from scipy import special, stats
 
 from bayescmoe.exceptions import SpecError
 
-__all__ = ["Family", "FAMILIES", "get_family", "prompt_dist"]
+__all__ = ["Family", "FAMILIES", "get_family"]
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ __all__ = [
     "check_strong_identifiability",
     "fisher_information",
     "delta_scan",
+    "merge_direction",
+    "prompt_at",
     "proposition_1",
 ]
 

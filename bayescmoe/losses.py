@@ -26,7 +26,7 @@ from bayescmoe.families import get_family
 from bayescmoe.simulate import draw_covariates, gate_probability
 from bayescmoe.spec import Spec
 
-__all__ = ["parameter_losses", "hellinger", "losses", "N_X", "GRID", "WIDTH"]
+__all__ = ["parameter_losses", "hellinger", "evaluate_losses", "N_X", "GRID", "WIDTH"]
 
 #: Covariate rows over which the density loss is averaged.
 N_X = 256
@@ -115,7 +115,7 @@ def hellinger(
     return float(h.mean()), se
 
 
-def losses(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[str, float]:
+def evaluate_losses(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[str, float]:
     """Every loss of MODEL.md section 3: parameter losses, ``density`` and its MC s.e. ``density_se``."""
     out = parameter_losses(spec, params, truth)
     out["density"], out["density_se"] = hellinger(spec, params, truth)

@@ -28,7 +28,7 @@ from bayescmoe.families import get_family, prompt_dist
 from bayescmoe.priors import resolve_priors
 from bayescmoe.spec import Spec, load_spec
 
-__all__ = ["build_model", "gate_log_weights", "mixture_logp"]
+__all__ = ["build_model"]
 
 
 def gate_log_weights(gating: str, gate):

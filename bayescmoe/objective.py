@@ -51,7 +51,7 @@ from bayescmoe.families import get_family, prompt_dist
 from bayescmoe.model import gate_log_weights, mixture_logp
 from bayescmoe.spec import Spec, load_spec
 
-__all__ = ["Likelihood", "loglik", "pretrained_logp", "compile_mode", "COMPILE_COUNT"]
+__all__ = ["loglik"]
 
 _log = logging.getLogger("bayescmoe")
 
@@ -197,6 +197,10 @@ class Likelihood:
         with _LOCK:
             fn = _value_kernel(*self._key)
         return fn(*self._scalars(theta), self.y, self.logf0)
+
+    def loglik_rows(self, theta: np.ndarray) -> np.ndarray:
+        """Each observation's log-likelihood (n,), from the same (cached) pass as :meth:`value`."""
+        return self._pass(theta)[0]
 
     def value(self, theta: np.ndarray) -> float:
         """The total log-likelihood."""

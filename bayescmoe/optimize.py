@@ -9,6 +9,8 @@ downhill).  Bounds are handled as in Bertsekas (1982), *Projected Newton methods
 for optimization problems with simple constraints*: variables at a bound whose
 gradient pushes outwards are held fixed, the Newton step is taken in the others,
 and an Armijo backtracking search runs along the projected path.
+
+Internal machinery of the estimators (not re-exported by ``bayescmoe``).
 """
 
 from __future__ import annotations
@@ -80,9 +82,15 @@ def newton_box(
         Start, inside the box.
     tol : float
         Convergence when the Newton decrement ``g' H^-1 g / 2`` over the free
-        variables (the predicted decrease, in units of ``f``) falls below ``tol``,
-        or when no decrease can be found and the predicted one is below what
-        floating point resolves in ``f`` (``1e3 * eps * max(1, |f|)``).
+        variables (the predicted decrease) falls below ``tol * max(1, |f|)``: the
+        Karush-Kuhn-Tucker conditions of the box, measured relative to the objective's
+        scale (a variable on a bound that the gradient pushes outwards is held there, so
+        a box optimum converges like an interior one); or when no decrease can be found
+        and the predicted one is below what floating point resolves in ``f``
+        (``1e3 * eps * max(1, |f|)``).  The relative scale matters when one
+        observation makes ``|f|`` huge (a response of 1e6 gives ``|f| ~ 1e6``): an
+        absolute threshold then lies below the rounding of ``f``, and Armijo steps that
+        change nothing would be accepted until ``maxiter``.
     eig_floor : float
         Relative floor for the Hessian's eigenvalues.
 
@@ -104,7 +112,7 @@ def newton_box(
         held = ((x <= lower + eps) & (g > 0)) | ((x >= upper - eps) & (g < 0))
         d = _newton_direction(g, H, ~held, eig_floor)
         decrement = -float(g @ d) / 2.0
-        if decrement <= tol:
+        if decrement <= tol * max(1.0, abs(f)):
             return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
         step, accepted = 1.0, False
         while step > 1e-14:

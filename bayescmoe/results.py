@@ -19,7 +19,14 @@ NEARLY_SINGULAR = 1e-6
 __all__ = ["FitResult"]
 
 
-@dataclass(frozen=True)
+def _wald_z(alpha: float) -> float:
+    """The normal quantile of a two-sided ``1 - alpha`` Wald interval; ``alpha`` must lie in (0, 1)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1) (0.05 gives 95% intervals), got {alpha!r}")
+    return float(stats.norm.ppf(1.0 - alpha / 2.0))
+
+
+@dataclass(frozen=True, repr=False)
 class FitResult:
     """A fitted contaminated MoE: estimates, standard errors and how the optimiser ended.
 
@@ -127,18 +134,15 @@ class FitResult:
         Intervals are NaN where the standard error is (singular information or an
         estimate on a bound, where Wald intervals do not apply).
         """
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
-        z = stats.norm.ppf(1.0 - alpha / 2.0)
-        half = z * np.sqrt(np.diag(self.cov))
+        half = _wald_z(alpha) * np.sqrt(np.diag(self.cov))
         lower = self.spec.layout.unpack(self.theta - half)
         upper = self.spec.layout.unpack(self.theta + half)
         return {name: (lower[name], upper[name]) for name in self.spec.param_names}
 
     # -- presentation ------------------------------------------------------------------------
     def summary(self, alpha: float = 0.05) -> str:
-        """A readable table of estimates, standard errors and intervals, with the fit's facts."""
-        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        """A readable table of estimates, standard errors and ``1 - alpha`` intervals, with the fit's facts."""
+        z = _wald_z(alpha)
         se = np.sqrt(np.diag(self.cov))
         level = f"{100 * (1 - alpha):g}%"
         head = [
@@ -232,3 +236,10 @@ class FitResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def __repr__(self) -> str:
+        """Short, as statsmodels' and scikit-learn's: the whole table is :meth:`summary`."""
+        state = "converged" if self.converged else f"not converged: {self.status}"
+        return (
+            f"<FitResult {self.method.upper()} of {self.spec.name}: n={self.nobs}, loglik={self.loglik:.6g}, {state}>"
+        )

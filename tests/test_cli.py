@@ -70,6 +70,11 @@ def test_help_everywhere():
         (["simulate", "softmax_distinguishable", "--n", "0", "--out", "o.csv"], "expected a positive integer, got '0'"),
         (["simulate", "softmax_distinguishable", "--n", "5"], "the following arguments are required: --out"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["fit", "softmax_distinguishable", "--data", "bad.csv", "--alpha", "2"], "strictly between 0 and 1, got '2'"),
+        (["fit", "softmax_distinguishable", "--data", "bad.csv", "--alpha", "0"], "strictly between 0 and 1, got '0'"),
+        (["fit", "softmax_distinguishable", "--data", "bad.csv", "--alpha", "nan"], "between 0 and 1, got 'nan'"),
+        (["fit", "softmax_distinguishable", "--data", "bad.csv", "--alpha=-0.1"], "between 0 and 1, got '-0.1'"),
+        (["sample", "softmax_distinguishable", "--data", "d.csv", "--out", "o.nc", "--target-accept", "1"], "got '1'"),
         (["fit", "softmax_distinguishable", "--data", "bad.csv", "--init", "best"], "invalid choice: 'best'"),
     ],
 )

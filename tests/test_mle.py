@@ -5,6 +5,7 @@ import pytest
 from scipy import optimize, stats
 
 import bayescmoe as bc
+from bayescmoe.mle import dominating_rows
 
 from reference import mixture_loglik
 
@@ -82,8 +83,21 @@ def test_result_accessors_follow_their_definitions():
     for label in ("beta[x1]", "tau", "eta[x8]", "nu", "log-likelihood", "95% interval", "converged"):
         assert label in text
     assert fit.n_iter >= 1 and fit.seconds > 0
-    with pytest.raises(ValueError, match="alpha must lie in"):
-        fit.conf_int(1.5)
+    for alpha in (1.5, 2, 0, 0.0, -0.1, float("nan"), 1.0):
+        with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\)"):
+            fit.conf_int(alpha)
+        with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\)"):
+            fit.summary(alpha)
+    assert "90% interval" in fit.summary(0.10)
+
+
+def test_result_repr_is_short():
+    spec = bc.load_spec(SPEC)
+    X, y, _ = bc.simulate(spec, 2000, seed=8)
+    fit = bc.fit_mle(spec, X, y, init="truth")
+    text = repr(fit)
+    assert text == f"<FitResult MLE of {SPEC}: n=2000, loglik={fit.loglik:.6g}, converged>"
+    assert len(text) < 120
 
 
 def test_singular_information_gives_nan_standard_errors_with_a_warning():
@@ -221,3 +235,33 @@ def test_coarse_to_fine_reaches_the_plain_newton_optimum(name):
     np.testing.assert_allclose(fast.theta, plain.theta, atol=1e-4 * np.sqrt(np.diag(plain.cov)).max())
     with pytest.raises(bc.FitError, match="subsample must be a positive integer or None"):
         bc.fit_mle(spec, X, y, subsample=0)
+
+
+def test_an_extreme_response_gives_a_box_optimum_quickly_and_is_named():
+    spec = bc.load_spec("softmax_eta_merging")
+    X, y, _ = bc.simulate(spec, n=3000, seed=2)
+    y[0] = 1e6
+    with pytest.warns(bc.BoundaryWarning, match="nu ended on the bounds"):
+        with pytest.warns(bc.OutlierWarning, match=r"^row 0 \(0-based\) of the data carries 100% of the lack of fit"):
+            fit = bc.fit_mle(spec, X, y, seed=0)
+    assert fit.converged and fit.n_iter < 50  # it used to run its 200 iterations and warn
+    assert fit.params["nu"] == spec.bounds["nu"][1]
+    # a box optimum of the independent (scipy) density: no move of one coordinate inside the box raises it
+    # beyond what double precision resolves in a log-likelihood of -5e9
+    theta, (lower, upper) = fit.theta, spec.bounds_arrays()
+    best = mixture_loglik(spec, X, y, fit.params)
+    assert best == pytest.approx(fit.loglik, rel=1e-12)
+    for i in range(theta.size):
+        for step in (-1e-4, 1e-4):
+            moved = theta.copy()
+            moved[i] = np.clip(theta[i] + step * (upper[i] - lower[i]), lower[i], upper[i])
+            assert mixture_loglik(spec, X, y, spec.layout.unpack(moved)) <= best + 1e-9 * abs(best)
+
+
+def test_heavy_tails_of_a_correct_model_do_not_count_as_dominating():
+    rng = np.random.default_rng(5)
+    cauchy = stats.t(df=1).logpdf(rng.standard_t(1, size=3000))  # log-likelihoods under the true model
+    assert dominating_rows(cauchy)[0].size == 0
+    gauss = stats.norm.logpdf(rng.standard_normal(50))
+    assert dominating_rows(gauss)[0].size == 0
+    assert dominating_rows(np.r_[gauss, -200.0])[0].tolist() == [50]

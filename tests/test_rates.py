@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import bayescmoe as bc
-from bayescmoe.studies.rates import Start, empirical_rate, n_grid, rate_table, run_rates
+from bayescmoe.cli import _print_rate_table
+from bayescmoe.studies.rates import RateStudy, Start, empirical_rate, n_grid, rate_table, run_rates
 from bayescmoe.studies.store import Store, StoreError
 
 SPEC = "constant_gaussian_linear"  # 7 parameters: the cheapest named setting
@@ -51,6 +52,23 @@ def test_empirical_rate_recovers_a_known_slope_and_counts_failures():
     assert again["empirical"] == fit["empirical"] and again["n_failed"] == 1  # counted, never averaged in
     cut = empirical_rate(rows, "eta", n0=10_000)
     assert cut["n_values"] == sum(n >= 10_000 for n in ns)
+
+
+def test_a_mean_decided_by_estimates_on_the_box_is_flagged(capsys):
+    ns = n_grid(1000, 100_000, 6)
+    rows = synthetic_rows(0.5, ns, 10)
+    rows[0] = dict(rows[0], at_bound=True, losses={"eta": 1e4})  # one estimate on the box, at n = 1000
+    fit = empirical_rate(rows, "eta")
+    at_1000 = [r["losses"]["eta"] for r in rows if r["n"] == 1000]
+    assert fit["box_share"] == pytest.approx(1e4 / sum(at_1000)) and fit["box_share"] > 0.99
+    assert empirical_rate(synthetic_rows(0.5, ns, 10), "eta")["box_share"] == 0.0
+    study = RateStudy(bc.load_spec(SPEC), Start(), 0, ns, 10, rows)
+    (row,) = [r for r in rate_table(study) if r.parameter == "eta"]
+    assert row.box_dominated and row.regular_n0 == ns[1]
+    assert abs(row.regular["empirical"] - 0.5) < 0.05 < abs(row.empirical - 0.5)
+    _print_rate_table(rate_table(study))
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{SPEC:<24} eta ")]
+    assert f"{row.empirical:.2f}!" in line and f"{row.regular['empirical']:.2f} (n>={ns[1]})" in line
 
 
 def test_n_grid_and_start_labels():
@@ -217,4 +235,6 @@ def test_reproduce_quick_meets_its_accuracy(tmp_path):
         if r["setting"] == "softmax_distinguishable":
             assert abs(r["empirical"] - 0.5) <= 0.1, r
         assert r["ci_low"] <= r["empirical"] <= r["ci_high"]
+        if r["box_dominated"]:  # flagged, with the rate over the sizes where no fit ended on the box beside it
+            assert r["n_bound"] > 0 and r["regular"]["empirical"] is not None
     assert len(list(tmp_path.glob("*_rates.png"))) == 3

@@ -4,6 +4,8 @@ Each executor takes a picklable function and a list of tasks and yields the resu
 complete, in any order; the caller (the only writer of the store) records them.  Worker
 processes keep their compiled kernels for every task they run, and use one thread each
 (``OMP_NUM_THREADS=1``): with as many workers as cores, threads inside a fit only compete.
+
+Internal machinery of the studies (not re-exported by ``bayescmoe``).
 """
 
 from __future__ import annotations

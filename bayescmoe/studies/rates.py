@@ -21,7 +21,7 @@ import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError, FitError
 from bayescmoe.information import predicted_losses
-from bayescmoe.losses import losses
+from bayescmoe.losses import evaluate_losses
 from bayescmoe.mle import fit_mle
 from bayescmoe.simulate import simulate
 from bayescmoe.spec import Spec, load_spec, spec_from_dict
@@ -128,7 +128,7 @@ def fit_one(task: tuple) -> dict[str, Any]:
         "n_iter": fit.n_iter,
         "seconds": fit.seconds,
         "loglik": fit.loglik,
-        "losses": losses(spec, fit.params, truth),
+        "losses": evaluate_losses(spec, fit.params, truth),
         "params": {k: np.asarray(v).tolist() for k, v in fit.params.items()},
     }
 
@@ -221,22 +221,28 @@ def empirical_rate(rows: list[dict], loss: str, n0: int = 0, boot: int = BOOTSTR
     """Rate r of ``loss`` (log mean loss ~ -r log n) over n >= n0, with a bootstrap 95% CI.
 
     Returns a dict with ``empirical``, ``ci_low``, ``ci_high``, ``n_fits`` (converged fits used),
-    ``n_failed`` (not converged or errors), ``n_bound`` (used, on the box) and ``n_values``.
+    ``n_failed`` (not converged or errors), ``n_bound`` (used, on the box), ``n_values`` and
+    ``box_share``: the largest share, over n, of the summed loss at an n that comes from fits on
+    the box (above 1/2, a few estimates on the box decide that n's mean, and with it the slope).
     The bootstrap resamples replications within each n, ``boot`` times, from a fixed seed: a
     table computed twice from the same fits is the same table.
     """
     used = [r for r in rows if r["n"] >= n0 and r["converged"] and loss in r["losses"]]
     failed = sum(1 for r in rows if r["n"] >= n0 and not r["converged"])
     groups: dict[int, list[float]] = {}
+    on_box: dict[int, float] = {}
     for r in used:
         groups.setdefault(r["n"], []).append(r["losses"][loss])
+        on_box[r["n"]] = on_box.get(r["n"], 0.0) + (r["losses"][loss] if r["at_bound"] else 0.0)
     ns = sorted(groups)
+    shares = [on_box[n] / sum(groups[n]) for n in ns if sum(groups[n]) > 0]
     out = {
         "n0": n0,
         "n_fits": len(used),
         "n_failed": failed,
         "n_bound": sum(r["at_bound"] for r in used),
         "n_values": len(ns),
+        "box_share": max(shares, default=0.0),
         "empirical": None,
         "ci_low": None,
         "ci_high": None,
@@ -276,9 +282,15 @@ class RateRow:
     # the same over the regular region: the n from which on no estimate ended on the box
     regular_n0: int | None = None
     regular: dict = field(default_factory=dict)  # {empirical, ci_low, ci_high, local}
+    box_share: float = 0.0  # the largest share of an n's summed loss that comes from estimates on the box
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"box_dominated": self.box_dominated}
+
+    @property
+    def box_dominated(self) -> bool:
+        """Whether estimates on the box decide some n's mean loss (and with it the slope over the whole grid)."""
+        return self.box_share > 0.5
 
     @property
     def agrees(self) -> bool | None:
@@ -360,6 +372,7 @@ def rate_table(
                 local=local_slope(loss, n0),
                 regular_n0=regular_n0,
                 regular=regular,
+                box_share=main["box_share"],
             )
         )
     return rows

@@ -16,7 +16,7 @@ from pathlib import Path
 from bayescmoe.studies.rates import RateRow, RateStudy, Start, n_grid, rate_table, run_rates
 from bayescmoe.studies.store import Store
 
-__all__ = ["Plan", "PLANS", "GROUPS", "reproduce", "SETTINGS"]
+__all__ = ["Plan", "reproduce"]
 
 SETTINGS = ("softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging")
 CONSTANT_SETTINGS = (
