@@ -1,7 +1,7 @@
 """Write notebooks/04_constant_vs_softmax_gating.ipynb (no outputs).
 
-    python notebooks/_build/make_constant_notebook.py
-    python notebooks/_build/execute.py notebooks/04_constant_vs_softmax_gating.ipynb   # full scale, with outputs
+python notebooks/_build/make_constant_notebook.py
+python notebooks/_build/execute.py notebooks/04_constant_vs_softmax_gating.ipynb   # full scale, with outputs
 """
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parents[1]
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 
-SETUP = '''import os
+SETUP = """import os
 import warnings
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def table_frame(rows):
         "setting": r.setting, "parameter": r.parameter, "theory": r.theory_text,
         "ours": r.empirical, "ci_low": r.ci_low, "ci_high": r.ci_high, "Fisher (local)": r.local,
         "fits": r.n_fits, "failed": r.n_failed, "on the box": r.n_bound} for r in rows]).round(3)
-'''
+"""
 
 
 def notebook_04():
@@ -73,38 +73,38 @@ Then **prompt vanishing** (lam* = 2 n^-1/4: theory 1/2 for lam, 1/2 - kappa = 1/
 from the full scale, resumed from the store of `bayescmoe reproduce --constant --paper`."""),
         code(SETUP),
         md("## The studies"),
-        code('''studies, tables = {}, {}
+        code("""studies, tables = {}, {}
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     for name in GROUPS["constant"]:
         studies[name] = run_rates(name, GRID, REPS, seed=0, store=STORE, workers=WORKERS)
         tables[name] = rate_table(studies[name], local=True, local_mc=LOCAL_MC)
-print({name: len(s.rows) for name, s in studies.items()})'''),
+print({name: len(s.rows) for name, s in studies.items()})"""),
         md("""## 1. The seed's three experiments
 
 `theory` is the exponent the seeds state (`-` where they give none; the reason is printed below),
 `ours` the least-squares rate with its 95% bootstrap CI, `Fisher (local)` the rate the expected
 Fisher information at the truth predicts along the grid."""),
-        code('''experiments = ["constant_studentt_linear", "constant_gaussian_linear", "constant_gaussian_tanh"]
-table_frame([r for name in experiments for r in tables[name]])'''),
-        code('''for name in experiments:
+        code("""experiments = ["constant_studentt_linear", "constant_gaussian_linear", "constant_gaussian_tanh"]
+table_frame([r for name in experiments for r in tables[name]])"""),
+        code("""for name in experiments:
     for r in tables[name]:
         if r.theory is None:
             print(f"{name} {r.parameter}: {r.theory_reason}")
-            break'''),
+            break"""),
         md("""## 2. Prompt vanishing: lam* = 2 n^-1/4
 
 Theory (distinguishable, Student-t f0): lam at 1/2, the prompt's eta, b, nu at 1/2 - kappa = 1/4."""),
-        code('''table_frame(tables["constant_studentt_vanishing"])'''),
+        code("""table_frame(tables["constant_studentt_vanishing"])"""),
         md("""## 3. Prompt merging under constant gating: the same linear expert against a tanh prompt
 
 eta*(n) = eta0 + 4 n^-1/8 u in both, lam* = 0.4, b* = b0 and nu* = nu0: with identical linear
 experts the prompt distribution converges to f0 itself; a tanh prompt cannot, whatever eta."""),
-        code('''merging = pd.concat([table_frame(tables[n]).set_index("parameter")[["ours", "ci_low", "ci_high", "Fisher (local)",
+        code("""merging = pd.concat([table_frame(tables[n]).set_index("parameter")[["ours", "ci_low", "ci_high", "Fisher (local)",
                                                                        "on the box"]]
                      for n in ("constant_gaussian_linear_merging", "constant_gaussian_tanh_merging")],
                     axis=1, keys=["identical linear", "tanh prompt"])
-merging'''),
+merging"""),
         md("""## 4. Softmax against constant gating, on the same data
 
 `softmax_studentt_vanishing` has beta* = 0 and sigmoid(tau*(n)) = lam*(n) = 2 n^-1/4: for a given
@@ -112,11 +112,11 @@ seed it draws exactly the datasets of `constant_studentt_vanishing` (a test chec
 model is fitted by its own MLE. arXiv 2505.18455 claims that softmax gating removes the 1/lam*
 factor, so that the prompt parameters converge at 1/2 rather than 1/2 - kappa = 1/4. The rate
 difference (softmax minus constant) has a paired bootstrap CI; the loss ratio is softmax / constant."""),
-        code('''comparison = gating_comparison(studies["softmax_studentt_vanishing"], studies["constant_studentt_vanishing"])
+        code("""comparison = gating_comparison(studies["softmax_studentt_vanishing"], studies["constant_studentt_vanishing"])
 pd.DataFrame([{"parameter": r["parameter"], "softmax": r["rate_softmax"], "softmax CI": r["ci_softmax"],
                "constant": r["rate_constant"], "constant CI": r["ci_constant"],
-               "difference": r["rate_difference"], "difference CI": r["ci_difference"]} for r in comparison]).round(3)'''),
-        code('''fig, ax = plt.subplots(figsize=(6, 3.5))
+               "difference": r["rate_difference"], "difference CI": r["ci_difference"]} for r in comparison]).round(3)"""),
+        code("""fig, ax = plt.subplots(figsize=(6, 3.5))
 for r in comparison:
     ns = [x["n"] for x in r["ratio_by_n"]]
     ax.errorbar(ns, [x["ratio"] for x in r["ratio_by_n"]],
@@ -124,17 +124,17 @@ for r in comparison:
                 fmt="o-", ms=3, capsize=2, label=r["parameter"])
 ax.axhline(1.0, color="k", lw=0.8)
 ax.set_xscale("log"); ax.set_xlabel("n"); ax.set_ylabel("mean loss, softmax / constant"); ax.legend()
-ax.set_title("same datasets, each model's MLE"); plt.show()'''),
+ax.set_title("same datasets, each model's MLE"); plt.show()"""),
         md("""## 5. The b-nu coupling
 
 Correlation of (b_hat - b*, nu_hat - nu*) across replications, at each n and pooled (errors
 standardised within each n), with Fisher-z 95% intervals."""),
-        code('''coupled = {name: coupling(studies[name]) for name in
+        code("""coupled = {name: coupling(studies[name]) for name in
            ("constant_gaussian_linear", "constant_gaussian_tanh", "constant_studentt_linear",
             "constant_gaussian_linear_merging", "constant_gaussian_tanh_merging")}
 pd.DataFrame([{"setting": name, "pooled corr": rows[-1]["corr"], "ci_low": rows[-1]["ci_low"],
-               "ci_high": rows[-1]["ci_high"], "fits": rows[-1]["fits"]} for name, rows in coupled.items()]).round(3)'''),
-        code('''fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
+               "ci_high": rows[-1]["ci_high"], "fits": rows[-1]["fits"]} for name, rows in coupled.items()]).round(3)"""),
+        code("""fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=False)
 for ax, name in zip(axes, ("constant_gaussian_linear", "constant_gaussian_tanh")):
     study = studies[name]
     n = max(study.ns)
@@ -144,12 +144,12 @@ for ax, name in zip(axes, ("constant_gaussian_linear", "constant_gaussian_tanh")
     ax.scatter(e[:, 0], e[:, 1], s=10)
     ax.set_title(f"{name}, n = {n}: corr {np.corrcoef(e.T)[0, 1]:+.2f}", fontsize=9)
     ax.set_xlabel("b_hat - b*"); ax.set_ylabel("nu_hat - nu*")
-plt.tight_layout(); plt.show()'''),
+plt.tight_layout(); plt.show()"""),
         md("## Plots of every study"),
-        code('''for name in GROUPS["constant"]:
+        code("""for name in GROUPS["constant"]:
     for path in plot_study(studies[name], tables[name], PLOTS):
         if path.suffix == ".png":
-            display(Image(str(path)))'''),
+            display(Image(str(path)))"""),
         md(CONCLUSIONS),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

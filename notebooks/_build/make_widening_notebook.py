@@ -1,7 +1,7 @@
 """Write notebooks/03_posterior_widening.ipynb (no outputs).
 
-    python notebooks/_build/make_widening_notebook.py
-    python notebooks/_build/execute.py notebooks/03_posterior_widening.ipynb   # full scale, with outputs
+python notebooks/_build/make_widening_notebook.py
+python notebooks/_build/execute.py notebooks/03_posterior_widening.ipynb   # full scale, with outputs
 """
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parents[1]
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 
-SETUP = '''import os
+SETUP = """import os
 import warnings
 from pathlib import Path
 
@@ -43,7 +43,7 @@ def slope_frame(rows):
         "family": r["family"], "at": r["fixed"], "parameter": r["parameter"], "posterior": r["posterior"],
         "ci_low": r["ci"][0], "ci_high": r["ci"][1], "paper": r["paper"], "Fisher": r["fisher"], "MLE SE": r["mle"],
         "covers paper": r["agrees_paper"], "covers Fisher": r["agrees_fisher"]} for r in rows]).round(2)
-'''
+"""
 
 
 def notebook_03():
@@ -80,7 +80,7 @@ draws after 500 tuning steps), whose cells are in `benchmarks/results/widening/c
 `bc.sample_posterior` returns an ArviZ `DataTree`; it starts every chain at the MLE (no jitter) and
 checks R-hat, bulk and tail ESS and divergences afterwards, warning with advice when they fail. Here
 at the spec's own schedule (Delta = 4 n^-1/8, about 1.26 at n = 1e4)."""),
-        code('''spec = bc.load_spec("softmax_eta_merging")
+        code("""spec = bc.load_spec("softmax_eta_merging")
 X, y, truth = bc.simulate(spec, ONE["n"], seed=0)
 fit = bc.fit_mle(spec, X, y, seed=0)
 with warnings.catch_warnings(record=True) as caught:
@@ -90,23 +90,23 @@ with warnings.catch_warnings(record=True) as caught:
 for w in caught:
     print("warning:", w.message)
 print(bc.diagnose(idata).to_dict() | {"problems": len(bc.diagnose(idata).problems)})
-az.summary(idata, var_names=["tau", "nu"], ci_prob=0.95)'''),
-        code('''post_sd = bc.posterior_sd(idata)
+az.summary(idata, var_names=["tau", "nu"], ci_prob=0.95)"""),
+        code("""post_sd = bc.posterior_sd(idata)
 mle_se = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in fit.stderr.items()}
-pd.DataFrame({"posterior SD": post_sd, "MLE SE": mle_se}).round(4)'''),
+pd.DataFrame({"posterior SD": post_sd, "MLE SE": mle_se}).round(4)"""),
         md("## The widening study"),
-        code('''with warnings.catch_warnings():
+        code("""with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     study = widening("softmax_eta_merging", **GRID)
 cells = [r for r in study.rows if r["error"] is None]
 print(f"{len(cells)} cells, {sum(r['seconds'] for r in cells) / 60:.1f} CPU-minutes of fitting and sampling; "
-      f"errors: {sum(r['error'] is not None for r in study.rows)}")'''),
+      f"errors: {sum(r['error'] is not None for r in study.rows)}")"""),
         md("""### Posterior SDs, MLE standard errors and local Fisher SDs
 
 One row per family, Delta and n (geometric means over replications; vectors by the root mean square of their
 coordinates' SDs). `R-hat` is the worst over parameters and replications, `at bound` counts MLEs on
 the box (their standard errors are NaN and left out of the mean)."""),
-        code('''rows = []
+        code("""rows = []
 for e in study.table():
     for p in study.parameters:
         rows.append({"family": e["family"], "Delta": e["delta"], "n": e["n"], "parameter": p,
@@ -115,29 +115,29 @@ for e in study.table():
 sds = pd.DataFrame(rows)
 sds.pivot_table(index=["family", "parameter"], columns="Delta", values="posterior SD",
                 aggfunc="first").round(3) if SCALE == "tiny" else sds[sds.n == max(GRID["ns"])].pivot_table(
-    index=["family", "parameter"], columns="Delta", values=["posterior SD", "Fisher SD", "MLE SE"]).round(3)'''),
+    index=["family", "parameter"], columns="Delta", values=["posterior SD", "Fisher SD", "MLE SE"]).round(3)"""),
         md("""### Slopes against Delta (at each n)
 
 `posterior` is the least-squares slope of the mean log posterior SD on log Delta with its 95% bootstrap
 interval over replications; `paper`, `Fisher` and `MLE SE` the slopes the three predictions give
 over the same Deltas."""),
-        code('''slope_frame(study.slopes("delta"))'''),
+        code("""slope_frame(study.slopes("delta"))"""),
         md("### Slopes against n (at each Delta); every prediction says -1/2"),
-        code('''slope_frame(study.slopes("n"))'''),
+        code("""slope_frame(study.slopes("n"))"""),
         md("""### Where the prior takes over
 
 Replication 0 of every cell at the smallest n is sampled again under priors four times wider
 (Normal(0, 10); LogNormal(0, 3) on nu). Where the likelihood dominates, the posterior SD does not
 move (ratio near 1); where the likelihood flattens, it follows the prior (ratio well above 1)."""),
-        code('''ratios = pd.DataFrame([{"family": e["family"], "Delta": e["delta"], **e["wide_ratio"]}
+        code("""ratios = pd.DataFrame([{"family": e["family"], "Delta": e["delta"], **e["wide_ratio"]}
                        for e in study.table() if e["n"] == min(GRID["ns"])]).set_index(["family", "Delta"])
-ratios.round(2)'''),
+ratios.round(2)"""),
         md("### Plots"),
-        code('''paths = plot_widening(study, GRID["directory"] / "plots" if SCALE == "full" else Path("plots"))
+        code("""paths = plot_widening(study, GRID["directory"] / "plots" if SCALE == "full" else Path("plots"))
 for path in paths:
-    display(Image(str(path)))'''),
+    display(Image(str(path)))"""),
         md("### Reading"),
-        code('''def fmt(v):
+        code("""def fmt(v):
     return "  -  " if v is None else f"{v:+.2f}"
 
 
@@ -145,7 +145,7 @@ for r in study.slopes("delta"):
     if r["fixed"] == max(GRID["ns"]):
         print(f"{r['family']:8s} {r['parameter']:8s} posterior {r['posterior']:+.2f} "
               f"[{fmt(r['ci'][0])}, {fmt(r['ci'][1])}]  paper {fmt(r['paper'])}  "
-              f"Fisher {fmt(r['fisher'])}  -> {r['why']}")'''),
+              f"Fisher {fmt(r['fisher'])}  -> {r['why']}")"""),
         md(CONCLUSIONS),
     ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
