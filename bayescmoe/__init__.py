@@ -38,8 +38,9 @@ from bayescmoe.identifiability import (
     prompt_at,
     proposition_1,
 )
-from bayescmoe.information import expected_information, predicted_losses
+from bayescmoe.information import QuadratureDesign, asymptotic_sd, expected_information, predicted_losses
 from bayescmoe.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
+from bayescmoe.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.mle import fit_map, fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import loglik
@@ -141,6 +142,13 @@ __all__ = [
     "proposition_1",
     "expected_information",
     "predicted_losses",
+    "QuadratureDesign",
+    "asymptotic_sd",
+    "DEFAULT_DELTAS",
+    "PAPER_EXPONENTS",
+    "LeastFavourable",
+    "LossExponent",
+    "least_favourable",
     "GRID",
     "N_X",
     "WIDTH",

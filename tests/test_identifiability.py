@@ -45,6 +45,8 @@ def test_named_specs_verdicts_and_where_they_fail():
     assert {n for n, r in verdicts.items() if not r.distinguishable} == {
         "softmax_eta_merging",
         "softmax_nu_merging",
+        "softmax_eta_merging_lf",
+        "softmax_nu_merging_lf",
         "constant_gaussian_linear",
         "constant_gaussian_linear_merging",
     }

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import closing
 
 import numpy as np
@@ -230,11 +231,38 @@ def test_reproduce_quick_meets_its_accuracy(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    assert {r["setting"] for r in rows} == {"softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging"}
+    assert {r["setting"] for r in rows} == {
+        "softmax_distinguishable",
+        "softmax_eta_merging",
+        "softmax_eta_merging_lf",
+        "softmax_nu_merging",
+        "softmax_nu_merging_lf",
+    }
     for r in rows:
         if r["setting"] == "softmax_distinguishable":
             assert abs(r["empirical"] - 0.5) <= 0.1, r
         assert r["ci_low"] <= r["empirical"] <= r["ci_high"]
         if r["box_dominated"]:  # flagged, with the rate over the sizes where no fit ended on the box beside it
             assert r["n_bound"] > 0 and r["regular"]["empirical"] is not None
-    assert len(list(tmp_path.glob("*_rates.png"))) == 3
+    assert len(list(tmp_path.glob("*_rates.png"))) == 5
+
+
+def test_reproduce_sets_each_merging_sequence_beside_its_least_favourable_one(tmp_path, monkeypatch, capsys):
+    from bayescmoe.cli import main
+    from bayescmoe.studies import reproduce as reproduce_module
+    from bayescmoe.studies.reproduce import GROUPS, LEAST_FAVOURABLE, Plan
+
+    tiny = {name: Plan(2000, 4000, 2, 3) for name in GROUPS["softmax"]}
+    monkeypatch.setitem(reproduce_module.PLANS, "quick", tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["reproduce", "--out", str(tmp_path), "--workers", "1"])
+    assert code == 0
+    text = capsys.readouterr().out
+    block = text[text.index("the spec's sequence and the least favourable one") :]
+    for spec in LEAST_FAVOURABLE:
+        for parameter in ("beta", "exp_tau", "eta", "nu"):
+            assert any(line.startswith(spec) and f" {parameter} " in line for line in block.splitlines())
+    assert "softmax_eta_merging_lf n in [2000, 4000], 2 sizes x 3" in block
+    for name in LEAST_FAVOURABLE.values():
+        assert bc.load_spec(name).truth_at(1000)["beta"].tolist() == [0.0] * 8

@@ -20,6 +20,8 @@ NAMED = [
     "softmax_studentt_vanishing",
     "constant_gaussian_linear_merging",
     "constant_gaussian_tanh_merging",
+    "softmax_eta_merging_lf",
+    "softmax_nu_merging_lf",
 ]
 
 VALID = """
@@ -55,6 +57,15 @@ def test_every_named_spec_loads_and_is_listed():
         assert spec.description
         truth = spec.truth_at(1000)
         assert list(truth) == list(spec.param_names)
+
+
+@pytest.mark.parametrize("name", ["softmax_eta_merging", "softmax_nu_merging"])
+def test_least_favourable_specs_change_only_the_gate_slope(name):
+    base, lf = bc.load_spec(name).to_dict(), bc.load_spec(name + "_lf").to_dict()
+    assert lf["truth"].pop("beta") == [0.0] * 8 and base["truth"].pop("beta") != [0.0] * 8
+    for key in ("name", "description", "paper"):
+        base.pop(key), lf.pop(key)
+    assert lf == base
 
 
 def test_table1_setting_matches_the_paper():

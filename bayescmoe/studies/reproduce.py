@@ -1,10 +1,12 @@
 """`bayescmoe reproduce`: the convergence-rate experiments of the papers at two scales.
 
-Two groups of settings: ``softmax`` (arXiv 2505.18455: distinguishable, eta merging, nu merging)
+Two groups of settings: ``softmax`` (arXiv 2505.18455: distinguishable, eta merging, nu merging, and
+the two merging sequences at their least favourable truths)
 and ``constant`` (arXiv 2410.12258: its three experiments, prompt vanishing, prompt merging with
 identical and with different expert structures, and a softmax-gated setting matched to the
-vanishing one on the same data).  ``quick`` runs a group in about a minute on 2 cores; ``paper``
-uses the literature's scale (40 replications, 50 sample sizes in 1e3..1e5).
+vanishing one on the same data).  ``quick`` runs a group in about a minute and a half on 2 cores;
+``paper`` uses the literature's scale (40 replications, 50 sample sizes in 1e3..1e5), and for the least
+favourable sequences of the merging settings (``*_lf``, :mod:`bayescmoe.minimax`) 25 sizes in 1e3..1e6.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from bayescmoe.studies.store import Store
 
 __all__ = ["Plan", "reproduce"]
 
-SETTINGS = ("softmax_distinguishable", "softmax_eta_merging", "softmax_nu_merging")
+SETTINGS = (
+    "softmax_distinguishable",
+    "softmax_eta_merging",
+    "softmax_eta_merging_lf",
+    "softmax_nu_merging",
+    "softmax_nu_merging_lf",
+)
+#: Each merging setting beside its sequence at the least favourable truth (bayescmoe.minimax).
+LEAST_FAVOURABLE = {"softmax_eta_merging": "softmax_eta_merging_lf", "softmax_nu_merging": "softmax_nu_merging_lf"}
 CONSTANT_SETTINGS = (
     "constant_studentt_linear",
     "constant_gaussian_linear",
@@ -49,6 +59,11 @@ PLANS: dict[str, dict[str, Plan]] = {
     "quick": {name: Plan(1_000, 100_000, 8, 12) for group in GROUPS.values() for name in group},
     "paper": {name: Plan(1_000, 100_000, 50, 40) for group in GROUPS.values() for name in group},
 }
+# the least favourable sequences: at the paper's scale, n extended to 1e6 (25 sizes); at the quick one,
+# fewer fits, so that the main job keeps its minute and a half
+for _name in LEAST_FAVOURABLE.values():
+    PLANS["paper"][_name] = Plan(1_000, 1_000_000, 25, 40)
+    PLANS["quick"][_name] = Plan(1_000, 100_000, 6, 8)
 
 
 def reproduce(
