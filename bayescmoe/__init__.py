@@ -11,7 +11,7 @@ Everything public is importable from here (MODEL.md section 7): the name of each
 (``bayescmoe.optimize``, ``bayescmoe.studies.executors``) and of the command line.
 """
 
-from bayescmoe.data import check_data, read_csv, write_csv
+from bayescmoe.data import check_data, check_f0, read_csv, write_csv
 from bayescmoe.em import fit_em
 from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import (
@@ -21,6 +21,7 @@ from bayescmoe.exceptions import (
     DataError,
     FitError,
     IdentifiabilityWarning,
+    LabelSwitchingWarning,
     OutlierWarning,
     SpecError,
 )
@@ -39,15 +40,23 @@ from bayescmoe.identifiability import (
     proposition_1,
 )
 from bayescmoe.information import QuadratureDesign, asymptotic_sd, expected_information, predicted_losses
+from bayescmoe.labels import canonical, relabel
 from bayescmoe.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
 from bayescmoe.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.mle import fit_map, fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import loglik
 from bayescmoe.posterior import SAMPLERS, Diagnostics, diagnose, posterior_sd, sample_posterior
-from bayescmoe.priors import WEAK_PRIORS, Prior, resolve_priors
+from bayescmoe.priors import WEAK_PRIORS, Prior, free_shape, resolve_priors
 from bayescmoe.results import FitResult
-from bayescmoe.simulate import draw_covariates, gate_probability, simulate, simulate_at
+from bayescmoe.simulate import (
+    draw_covariates,
+    gate_probability,
+    mixture_weights,
+    prompt_means,
+    simulate,
+    simulate_at,
+)
 from bayescmoe.spec import (
     DEFAULT_BOUNDS,
     LOSSES,
@@ -107,10 +116,13 @@ __all__ = [
     "Family",
     "get_family",
     "check_data",
+    "check_f0",
     "read_csv",
     "write_csv",
     "draw_covariates",
     "gate_probability",
+    "mixture_weights",
+    "prompt_means",
     "simulate",
     "simulate_at",
     # the model and its estimators
@@ -119,6 +131,9 @@ __all__ = [
     "Prior",
     "WEAK_PRIORS",
     "resolve_priors",
+    "free_shape",
+    "canonical",
+    "relabel",
     "fit_mle",
     "fit_map",
     "fit_em",
@@ -188,6 +203,7 @@ __all__ = [
     "DataError",
     "FitError",
     "IdentifiabilityWarning",
+    "LabelSwitchingWarning",
     "OutlierWarning",
     "SpecError",
 ]

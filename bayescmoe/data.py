@@ -16,7 +16,7 @@ import numpy as np
 from bayescmoe.exceptions import DataError
 from bayescmoe.spec import Spec
 
-__all__ = ["check_data", "read_csv", "write_csv"]
+__all__ = ["check_data", "check_f0", "read_csv", "write_csv"]
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -83,9 +83,69 @@ def check_data(spec: Spec, X: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarra
     return np.ascontiguousarray(X), np.ascontiguousarray(y)  # float64 already; copied only if strided
 
 
+def check_f0(spec: Spec, X: np.ndarray, f0_mean: Any = None, f0_scale: Any = None):
+    """The frozen expert's per-observation mean and scale, checked against ``spec`` (MODEL.md section 8).
+
+    ``f0_mean`` is needed when the spec's ``[pretrained]`` says ``mean = "data"``: an array of one value per
+    row of ``X``, or any object with a ``predict(X)`` method (a fitted scikit-learn style model), called on
+    ``X``.  ``f0_scale`` likewise with ``scale = "data"`` (an array; positive).  Returns ``(mean, scale)``
+    as float arrays, ``None`` where the spec does not take them.
+
+    >>> from bayescmoe import load_spec
+    >>> check_f0(load_spec("softmax_distinguishable"), np.zeros((2, 8)), f0_mean=[0.0, 1.0])
+    Traceback (most recent call last):
+    ...
+    bayescmoe.exceptions.DataError: f0_mean was given but the frozen expert of 'softmax_distinguishable' has a formula mean (phi0(eta0 . x + b0)); remove f0_mean, or use a spec with mean = "data"
+    """
+    pre, n = spec.pretrained, X.shape[0]
+    out = []
+    for what, value, wanted in (
+        ("f0_mean", f0_mean, pre is not None and pre.mean_from_data),
+        ("f0_scale", f0_scale, pre is not None and pre.scale_from_data),
+    ):
+        key = "mean" if what == "f0_mean" else "scale"
+        if value is None:
+            if wanted:
+                raise DataError(
+                    f'spec {spec.name!r} takes the frozen expert\'s {key} from the data ({key} = "data"): pass '
+                    f"{what}= (an array of one value per observation{', or a fitted model with predict(X)' if key == 'mean' else ''})"
+                    f", or a CSV column {what} (--{what.replace('_', '-')}-column)"
+                )
+            out.append(None)
+            continue
+        if not wanted:
+            formula = "has a formula mean (phi0(eta0 . x + b0))" if key == "mean" else "has a fixed scale"
+            raise DataError(
+                f"{what} was given but the frozen expert of {spec.name!r} "
+                + (formula if pre is not None else "does not exist (a plain mixture of experts)")
+                + f'; remove {what}, or use a spec with {key} = "data"'
+            )
+        if key == "mean" and hasattr(value, "predict"):
+            try:
+                value = value.predict(X)
+            except Exception as err:  # the user's model: say which call failed
+                raise DataError(f"f0_mean.predict(X) failed: {type(err).__name__}: {err}") from None
+        value = _as_float(value, what).reshape(-1) if np.ndim(value) else _as_float(value, what)
+        if value.shape != (n,):
+            raise DataError(f"{what} must have one value per observation ({n}), got shape {np.shape(value)}")
+        bad = ~np.isfinite(value) if key == "mean" else ~(np.isfinite(value) & (value > 0))
+        if bad.any():
+            problem = "NaN or inf" if key == "mean" else "values that are not positive and finite"
+            raise DataError(f"{what} has {problem} in rows {_rows(bad)} (0-based); fix or remove those rows")
+        out.append(np.ascontiguousarray(value))
+    return tuple(out)
+
+
 def read_csv(
-    path: str | Path, spec: Spec, *, x_columns: Sequence[str] | None = None, y_column: str = "y"
-) -> tuple[np.ndarray, np.ndarray]:
+    path: str | Path,
+    spec: Spec,
+    *,
+    x_columns: Sequence[str] | None = None,
+    y_column: str = "y",
+    with_f0: bool = False,
+    f0_mean_column: str = "f0_mean",
+    f0_scale_column: str = "f0_scale",
+):
     """Read covariates and responses from a CSV file with a header row.
 
     Parameters
@@ -98,10 +158,21 @@ def read_csv(
         The covariate columns, in order; default ``x1 ... xd``.
     y_column : str
         The response column; default ``y``.
+    with_f0 : bool
+        Also return the frozen expert's per-observation mean and scale, read from ``f0_mean_column`` and
+        ``f0_scale_column`` where the spec takes them from the data (``None`` where it does not).
+
+    Returns
+    -------
+    ``(X, y)``, or ``(X, y, f0_mean, f0_scale)`` with ``with_f0=True``.
     """
     x_columns = list(x_columns) if x_columns is not None else list(spec.covariate_names)
     if len(x_columns) != spec.dim:
         raise DataError(f"{len(x_columns)} covariate columns were named but spec {spec.name!r} has dim = {spec.dim}")
+    pre = spec.pretrained
+    extra = []
+    if with_f0 and pre is not None:
+        extra = ([f0_mean_column] if pre.mean_from_data else []) + ([f0_scale_column] if pre.scale_from_data else [])
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
@@ -109,16 +180,18 @@ def read_csv(
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"cannot read data file {str(path)!r}: {err}") from None
+    wanted = x_columns + [y_column] + extra
     if not header:
-        raise DataError(f"{path}: the file is empty; expected a header row {','.join(x_columns + [y_column])}")
+        raise DataError(f"{path}: the file is empty; expected a header row {','.join(wanted)}")
     header = [h.strip() for h in header]
-    missing = [c for c in x_columns + [y_column] if c not in header]
+    missing = [c for c in wanted if c not in header]
     if missing:
+        options = "--x-columns / --y-column" + (" / --f0-mean-column / --f0-scale-column" if extra else "")
         raise DataError(
             f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-            f"the header has {', '.join(header)} (choose columns with --x-columns / --y-column)"
+            f"the header has {', '.join(header)} (choose columns with {options})"
         )
-    index = [header.index(c) for c in x_columns + [y_column]]
+    index = [header.index(c) for c in wanted]
     values = np.empty((len(rows), len(index)))
     for r, row in enumerate(rows):
         if len(row) != len(header):
@@ -130,16 +203,29 @@ def read_csv(
                 raise DataError(
                     f"{path}: line {r + 2}, column {header[i]!r} holds {row[i]!r}, which is not a number"
                 ) from None
-    return values[:, :-1], values[:, -1]
+    d = len(x_columns)
+    X, y = values[:, :d], values[:, d]
+    if not with_f0:
+        return X, y
+    columns = dict(zip(extra, values[:, d + 1 :].T))
+    mean = columns.get(f0_mean_column) if pre is not None and pre.mean_from_data else None
+    scale = columns.get(f0_scale_column) if pre is not None and pre.scale_from_data else None
+    return X, y, mean, scale
 
 
-def write_csv(path: str | Path, X: np.ndarray, y: np.ndarray, names: Sequence[str]) -> None:
-    """Write covariates and responses as CSV with header ``names..., y`` (full float precision)."""
+def write_csv(
+    path: str | Path, X: np.ndarray, y: np.ndarray, names: Sequence[str], extra: dict[str, np.ndarray] | None = None
+) -> None:
+    """Write covariates and responses as CSV with header ``names..., y`` (full float precision), and any
+    ``extra`` columns after them (such as ``f0_mean``)."""
+    extra = extra or {}
     try:
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow([*names, "y"])
-            for xi, yi in zip(X, y):
-                writer.writerow([repr(float(v)) for v in xi] + [repr(float(yi))])
+            writer.writerow([*names, "y", *extra])
+            for i, (xi, yi) in enumerate(zip(X, y)):
+                writer.writerow(
+                    [repr(float(v)) for v in xi] + [repr(float(yi))] + [repr(float(c[i])) for c in extra.values()]
+                )
     except OSError as err:
         raise DataError(f"cannot write data file {str(path)!r}: {err}") from None

@@ -2,16 +2,18 @@
 
 Each iteration:
 
-* **E-step**: the prompt's responsibility ``r_i = g(x_i) N(y_i | h(x_i), nu) / p(y_i | x_i)``
+* **E-step**: each prompt's responsibility ``r_ik = w_k(x_i) N(y_i | h_k(x_i), nu_k) / p(y_i | x_i)``
   (from the compiled kernel of :mod:`bayescmoe.objective`).
 * **M-step**, each block maximising its part of ``Q(theta) = E[complete log-likelihood]``:
 
-  - gate, softmax: weighted logistic regression ``max sum r_i z_i - softplus(z_i)`` over
-    ``(beta, tau)`` by BFGS (scipy's L-BFGS-B, to respect the box) with the analytic gradient;
-    constant: ``lam = mean(r)`` in closed form;
-  - prompt mean: weighted least squares ``min sum r_i (y_i - h(x_i))^2`` in closed form for a
+  - gate, softmax: weighted (multinomial) logistic regression ``max sum_i sum_k r_ik a_ik -
+    log sum_j exp(a_ij)`` over every ``(beta_k, tau_k)`` together (the reference, the frozen expert or
+    else prompt 1, has ``a = 0``) by BFGS (scipy's L-BFGS-B, to respect the box) with the analytic
+    gradient; one prompt: ``max sum r_i z_i - softplus(z_i)``; constant: ``lam_k = mean(r_k)`` in
+    closed form;
+  - each prompt mean: weighted least squares ``min sum r_ik (y_i - h_k(x_i))^2`` in closed form for a
     linear expert, by L-BFGS-B with the analytic gradient for a nonlinear one;
-  - prompt variance: ``nu = sum r_i (y_i - h(x_i))^2 / sum r_i`` in closed form.
+  - each prompt variance: ``nu_k = sum r_ik (y_i - h_k(x_i))^2 / sum r_ik`` in closed form.
 
 Every block is kept inside the spec's box.  EM increases the likelihood monotonically
 but converges linearly, slowly where the information is nearly singular (the merging
@@ -27,11 +29,10 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-from bayescmoe.data import check_data
 from bayescmoe.exceptions import FitError
 from bayescmoe.experts import get_expert
-from bayescmoe.mle import Init, _best, _Problem, _result, resolve_starts, single_threaded_blas
-from bayescmoe.objective import Likelihood
+from bayescmoe.mle import Init, _best, _Problem, _result, checked_data, resolve_starts, single_threaded_blas
+from bayescmoe.objective import Likelihood, channels, structure
 from bayescmoe.optimize import OptimizeResult, Status
 from bayescmoe.results import FitResult
 from bayescmoe.spec import Spec, load_spec
@@ -50,12 +51,14 @@ def fit_em(
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 5000,
     tol: float = 1e-12,
+    f0_mean: Any = None,
+    f0_scale: Any = None,
 ) -> FitResult:
     """Maximum likelihood by the EM algorithm (see the module docstring for the steps).
 
     Parameters
     ----------
-    spec, X, y, init, n_starts, seed, bounds :
+    spec, X, y, init, n_starts, seed, bounds, f0_mean, f0_scale :
         As in :func:`bayescmoe.fit_mle`; with ``"multistart"`` EM runs from every start and
         the best end point is kept.
     maxiter : int
@@ -84,24 +87,24 @@ def fit_em(
     with single_threaded_blas():
         t0 = time.perf_counter()
         spec = load_spec(spec).with_bounds(bounds)
-        X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
-        starts, start = resolve_starts(spec, y, init, n_starts, np.random.default_rng(seed))
-        problem = _Problem(Likelihood(spec, X, y), None)
-        runs = [_EM(spec, problem.lik, X, y).run(theta, maxiter, tol) for theta in starts]
+        data = checked_data(spec, X, y, f0_mean, f0_scale, min_n=spec.n_params + 1)
+        starts, start = resolve_starts(spec, data.y, init, n_starts, np.random.default_rng(seed))
+        problem = _Problem(data.likelihood(spec), None)
+        runs = [_EM(spec, problem.lik, data.X, data.y).run(theta, maxiter, tol) for theta in starts]
         return _result(spec, "em", problem, _best(runs), start, len(starts), t0)
 
 
 class _EM:
-    """One dataset's E- and M-steps."""
+    """One dataset's E- and M-steps, for K prompts (with or without a frozen expert)."""
 
     def __init__(self, spec: Spec, lik: Likelihood, X: np.ndarray, y: np.ndarray):
-        self.spec, self.lik, self.y = spec, lik, y
-        self.Xg, self.Xp = lik.D[:, lik.gate_cols], lik.D[:, lik.prompt_cols]
-        self.phi = get_expert(spec.prompt.expert)
-        lower, upper = spec.bounds_arrays()
-        self.lower, self.upper = lower, upper
-        kg, kp = lik.kg, lik.kp
-        self.gate, self.prompt, self.nu = slice(0, kg), slice(kg, kg + kp), kg + kp
+        self.spec, self.lik, self.y, self.D = spec, lik, y, lik.D
+        self.lower, self.upper = spec.bounds_arrays()
+        chans = channels(spec)
+        G = len(chans) - 2 * spec.K
+        self.gates, self.means, self.variances = chans[:G], chans[G : G + spec.K], chans[G + spec.K :]
+        self.phis = [get_expert(p.expert) for p in spec.prompts]
+        self.gated = structure(spec).gated
 
     def run(self, theta: np.ndarray, maxiter: int, tol: float) -> OptimizeResult:
         theta = theta.copy()
@@ -125,35 +128,52 @@ class _EM:
         return OptimizeResult(theta, -value / n, -grad / n, -hess / n, status, it, it + 1)
 
     # -- M-step -----------------------------------------------------------------------------
-    def m_step(self, theta: np.ndarray, r: np.ndarray) -> np.ndarray:
+    def m_step(self, theta: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """``R`` (n, K): each prompt's responsibility ((n,) for one prompt)."""
+        R = R.reshape(len(self.y), -1)
         new = theta.copy()
-        new[self.gate] = self._gate(theta[self.gate], r)
-        new[self.prompt] = self._prompt_mean(theta[self.prompt], r)
-        mean = self.phi.numpy(self.Xp @ new[self.prompt])
-        nu = float(r @ (self.y - mean) ** 2) / max(float(r.sum()), 1e-300)
-        new[self.nu] = np.clip(nu, self.lower[self.nu], self.upper[self.nu])
+        self._gate(new, R)
+        for k, (mean, var) in enumerate(zip(self.means, self.variances)):
+            r = R[:, k]
+            new[mean.index] = self._prompt_mean(k, theta[mean.index], r)
+            fitted = self.phis[k].numpy(self.D[:, mean.cols] @ new[mean.index])
+            nu = float(r @ (self.y - fitted) ** 2) / max(float(r.sum()), 1e-300)
+            new[var.index] = np.clip(nu, self.lower[var.index], self.upper[var.index])
         return new
 
-    def _gate(self, gamma: np.ndarray, r: np.ndarray) -> np.ndarray:
-        lo, hi = self.lower[self.gate], self.upper[self.gate]
+    def _gate(self, new: np.ndarray, R: np.ndarray) -> None:
+        """The gate's M-step: closed form for constant weights, a weighted multinomial logistic regression
+        (reference: the frozen expert, else prompt 1) for softmax."""
+        index = np.concatenate([g.index for g in self.gates]) if self.gates else np.zeros(0, int)
+        if not index.size:
+            return
+        lo, hi = self.lower[index], self.upper[index]
         if self.spec.gating == "constant":
-            return np.clip([r.mean()], lo, hi)
-        Xg = self.Xg
+            new[index] = np.clip(R[:, list(self.gated)].mean(axis=0), lo, hi)
+            return
+        targets = R[:, list(self.gated)]  # the responsibilities of the gated classes
+        D, width = self.D, self.D.shape[1]
 
-        def negq(g):  # -sum r z - log(1 + e^z), the weighted logistic log-likelihood
-            z = Xg @ g
-            return -(r @ z - np.logaddexp(0.0, z).sum()), -(Xg.T @ (r - special.expit(z)))
+        def negq(g):  # -sum_i [sum_k r_ik a_ik - log(1 + sum_k exp(a_ik))], a = D gamma_k
+            A = D @ g.reshape(-1, width).T
+            log_norm = (
+                np.logaddexp(0.0, A)
+                if A.shape[1] == 1
+                else special.logsumexp(np.hstack([np.zeros((len(A), 1)), A]), axis=1, keepdims=True)
+            )
+            w = np.exp(A - log_norm)
+            return -(np.sum(targets * A) - log_norm.sum()), -(D.T @ (targets - w)).T.reshape(-1)
 
-        return _bounded_bfgs(negq, gamma, lo, hi)
+        new[index] = _bounded_bfgs(negq, new[index], lo, hi)
 
-    def _prompt_mean(self, omega: np.ndarray, r: np.ndarray) -> np.ndarray:
-        lo, hi = self.lower[self.prompt], self.upper[self.prompt]
-        Xp, y = self.Xp, self.y
-        if self.spec.prompt.expert == "linear":  # weighted least squares, closed form
+    def _prompt_mean(self, k: int, omega: np.ndarray, r: np.ndarray) -> np.ndarray:
+        mean = self.means[k]
+        lo, hi = self.lower[mean.index], self.upper[mean.index]
+        Xp, y, phi = self.D[:, mean.cols], self.y, self.phis[k]
+        if self.spec.prompts[k].expert == "linear":  # weighted least squares, closed form
             wls = np.linalg.lstsq(Xp * np.sqrt(r)[:, None], np.sqrt(r) * y, rcond=None)[0]
             if np.all((wls >= lo) & (wls <= hi)):
                 return wls
-        phi = self.phi
 
         def loss(w):
             u = Xp @ w

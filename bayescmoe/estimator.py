@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from bayescmoe.data import check_data
+from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import FitError
 from bayescmoe.experts import get_expert
 from bayescmoe.mle import fit_mle
 from bayescmoe.objective import Likelihood
 from bayescmoe.results import FitResult
-from bayescmoe.simulate import gate_probability
+from bayescmoe.simulate import gate_probability, mixture_weights, prompt_means
 from bayescmoe.spec import Spec, load_spec
 
 __all__ = ["ContaminatedMoE"]
@@ -81,8 +81,12 @@ class ContaminatedMoE:
             setattr(self, key, value)
         return self
 
-    def fit(self, X: Any, y: Any) -> ContaminatedMoE:
-        """Fit the MLE; returns ``self``."""
+    def fit(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> ContaminatedMoE:
+        """Fit the MLE; returns ``self``.
+
+        ``f0_mean`` / ``f0_scale``: for a spec whose frozen expert's mean (scale) comes with the data, one
+        value per row (the mean also as a fitted model with ``predict(X)``).
+        """
         self.spec_ = load_spec(self.spec)
         self.fit_: FitResult = fit_mle(
             self.spec_,
@@ -93,6 +97,8 @@ class ContaminatedMoE:
             seed=self.random_state,
             bounds=self.bounds,
             maxiter=self.maxiter,
+            f0_mean=f0_mean,
+            f0_scale=f0_scale,
         )
         self.params_ = self.fit_.params
         self.converged_ = self.fit_.converged
@@ -105,30 +111,40 @@ class ContaminatedMoE:
             raise FitError("this ContaminatedMoE is not fitted yet; call fit(X, y) first")
         return self.spec_
 
+    def _X(self, X: Any) -> np.ndarray:
+        spec = self._fitted()
+        return check_data(spec, X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0))[0]
+
     def predict_gate(self, X: Any) -> np.ndarray:
-        """The prompt's weight ``g(x)`` for each row of ``X``."""
-        spec = self._fitted()
-        X, _ = check_data(spec, X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0))
-        return gate_probability(spec, X, self.params_)
+        """The prompts' weights for each row of ``X``: ``g(x)`` (n,) for one prompt written with ``[prompt]``,
+        else (n, K)."""
+        X = self._X(X)
+        return gate_probability(self.spec_, X, self.params_)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """The mixture mean ``(1 - g(x)) h0(x) + g(x) h(x)`` for each row of ``X``.
+    def predict(self, X: Any, f0_mean: Any = None) -> np.ndarray:
+        """The mixture mean ``w_0(x) m0(x) + sum_k w_k(x) h_k(x)`` for each row of ``X``.
 
-        Every pre-trained family is symmetric about its location, so ``h0(x)`` is its
-        mean (a Student-t with ``df <= 1`` has none: NaN is returned then).
+        Every pre-trained family is symmetric about its location, so ``m0(x)`` is its mean (a Student-t
+        with ``df <= 1`` has none: NaN is returned then).  ``f0_mean``: the frozen expert's mean at these
+        rows, for a spec that takes it from the data.
         """
-        spec = self._fitted()
-        X, _ = check_data(spec, X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0))
-        pre, p = spec.pretrained, self.params_
-        mean0 = get_expert(pre.expert)(X @ np.array(pre.eta) + pre.intercept)
-        if pre.family == "student_t" and pre.df <= 1.0:
-            mean0 = np.full(len(X), np.nan)
-        mean1 = get_expert(spec.prompt.expert)(X @ p["eta"] + p.get("b", 0.0))
-        g = gate_probability(spec, X, p)
-        return (1.0 - g) * mean0 + g * mean1
+        X = self._X(X)
+        spec = self.spec_
+        weights = mixture_weights(spec, X, self.params_)
+        out = (weights[:, -spec.K :] * prompt_means(spec, X, self.params_)).sum(axis=1)
+        pre = spec.pretrained
+        if pre is not None:
+            mean0, _ = check_f0(spec, X, f0_mean, None if not pre.scale_from_data else np.ones(len(X)))
+            if mean0 is None:
+                mean0 = get_expert(pre.expert)(X @ np.array(pre.eta) + pre.intercept)
+            if pre.family == "student_t" and pre.df <= 1.0:
+                mean0 = np.full(len(X), np.nan)
+            out = out + weights[:, 0] * mean0
+        return out
 
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> float:
         """Mean log-likelihood per observation (higher is better)."""
         spec = self._fitted()
         X, y = check_data(spec, X, y)
-        return Likelihood(spec, X, y).value(spec.layout.pack(self.params_)) / len(y)
+        f0_mean, f0_scale = check_f0(spec, X, f0_mean, f0_scale)
+        return Likelihood(spec, X, y, f0_mean, f0_scale).value(spec.layout.pack(self.params_)) / len(y)

@@ -15,6 +15,7 @@ __all__ = [
     "IdentifiabilityWarning",
     "BoundaryWarning",
     "OutlierWarning",
+    "LabelSwitchingWarning",
 ]
 
 
@@ -48,3 +49,7 @@ class BoundaryWarning(UserWarning):
 
 class OutlierWarning(UserWarning):
     """A few observations are so far from every expert that they dominate the fit."""
+
+
+class LabelSwitchingWarning(UserWarning):
+    """Posterior draws had exchangeable prompts in another order than the reference; they were relabelled."""

@@ -35,7 +35,7 @@ import pytensor.tensor as pt
 from bayescmoe.experts import get_expert
 from bayescmoe.families import get_family
 from bayescmoe.information import expected_information
-from bayescmoe.simulate import draw_covariates
+from bayescmoe.simulate import draw_covariates, prompt_means
 from bayescmoe.spec import Spec, load_spec
 from bayescmoe.theory import proposition_1
 
@@ -70,7 +70,8 @@ class DistinguishabilityResult:
 
     Attributes
     ----------
-    distinguishable : bool
+    distinguishable : bool or None
+        ``None`` where it cannot be tested (a frozen expert given by a model's predictions).
     smallest_singular_value : float
         The smallest normalised singular value over every tested parameter point.
     tolerance : float
@@ -83,7 +84,7 @@ class DistinguishabilityResult:
     """
 
     spec: str
-    distinguishable: bool
+    distinguishable: bool | None
     smallest_singular_value: float
     tolerance: float
     worst_point: str
@@ -145,6 +146,12 @@ def check_distinguishability(
 ) -> DistinguishabilityResult:
     """Definition 1, tested numerically (see the module docstring).
 
+    With several prompts (MODEL.md section 8), each prompt is tested against the frozen expert as a
+    one-prompt setting, and every pair of prompts against each other at the truth (no combination of
+    ``f_j``, ``f_k`` and the derivatives of ``f_k`` vanishes); the spec is distinguishable when every
+    test is.  ``by_point`` then holds each test's smallest singular value.  A frozen expert given by a
+    model's predictions cannot be tested without its mean function: ``distinguishable`` is ``None``.
+
     Examples
     --------
     >>> check_distinguishability("softmax_distinguishable").distinguishable
@@ -153,6 +160,8 @@ def check_distinguishability(
     False
     """
     spec = load_spec(spec)
+    if spec.multi or not spec.has_pretrained:
+        return _check_several(spec, n_points, n_random, seed)
     rng = np.random.default_rng(seed)
     by_point, tol = {}, 0.0
     for label, params in _points(spec, n_random, rng).items():
@@ -183,6 +192,61 @@ def check_distinguishability(
     else:
         why += "; Proposition 1 does not decide this case (Gaussian f0 whose mean the prompt cannot reproduce)"
     return DistinguishabilityResult(spec.name, bool(verdict), smallest, tol, worst, prop, why, by_point)
+
+
+def _pair_matrix(spec: Spec, j: int, k: int, params: dict[str, Any], n_points: int, rng) -> np.ndarray:
+    """Columns ``f_j``, ``f_k`` and the derivatives of ``f_k`` in its own (eta, b, nu), at the truth."""
+    X = draw_covariates(spec, n_points, rng)
+    means = prompt_means(spec, X, params)
+    nu = np.asarray(params["nu"], float)
+    half = n_points // 2
+    y = np.concatenate([rng.normal(means[:half, j], np.sqrt(nu[j])), rng.normal(means[half:, k], np.sqrt(nu[k]))])
+    density = [np.exp(-0.5 * (y - means[:, i]) ** 2 / nu[i]) / np.sqrt(2 * np.pi * nu[i]) for i in (j, k)]
+    eta, b = np.asarray(params["eta"], float), np.asarray(params.get("b", np.zeros(spec.K)), float)
+    u = X @ eta[k] + b[k]
+    df_dm = density[1] * (y - means[:, k]) / nu[k] * get_expert(spec.prompts[k].expert).derivative(u)
+    columns = density + [df_dm * X[:, i] for i in range(spec.dim)]
+    columns += [df_dm] if spec.prompts[k].intercept else []
+    columns.append(density[1] * ((y - means[:, k]) ** 2 / nu[k] - 1.0) / (2.0 * nu[k]))
+    return np.column_stack(columns)
+
+
+def _check_several(spec: Spec, n_points: int, n_random: int, seed: int) -> DistinguishabilityResult:
+    """Each prompt against the frozen expert (as a one-prompt setting), and every pair of prompts."""
+    rng = np.random.default_rng(seed)
+    parts, why, tol = {}, [], max(n_points, 4) * np.finfo(float).eps
+    pre = spec.pretrained
+    if pre is not None and pre.mean_from_data:
+        why.append("the frozen expert is a model's predictions: Definition 1 needs its mean function, which the spec "
+                   "does not have; the prompts against it are not tested")  # fmt: skip
+    elif pre is not None:
+        for k in range(spec.K):
+            single = check_distinguishability(spec.single(k), n_points=n_points, n_random=n_random, seed=seed + k)
+            parts[f"prompt {k + 1} vs f0"] = single.smallest_singular_value
+            tol = max(tol, single.tolerance)
+            why.append(f"prompt {k + 1} ({spec.prompts[k].expert}) vs f0: "
+                       + ("distinguishable" if single.distinguishable else "NOT distinguishable"))  # fmt: skip
+    truth = spec.truth_at(1000)
+    for j in range(spec.K):
+        for k in range(j + 1, spec.K):
+            s, tol_jk = _normalised_singular_values(_pair_matrix(spec, j, k, truth, n_points, rng))
+            parts[f"prompt {j + 1} vs prompt {k + 1}"] = float(s[-1])
+            tol = max(tol, tol_jk)
+            same = spec.prompts[j] == spec.prompts[k]
+            why.append(
+                f"prompt {j + 1} vs prompt {k + 1}: {'distinguishable' if s[-1] > tol_jk else 'NOT distinguishable'} "
+                f"at the truth (normalised singular value {s[-1]:.2g})"
+                + (": they share their structure, and would not be where their parameters coincide" if same else "")
+            )
+    if not parts:
+        verdict, worst, smallest = None, "", float("nan")
+    else:
+        worst = min(parts, key=parts.get)
+        smallest = parts[worst]
+        verdict = None if pre is not None and pre.mean_from_data else bool(smallest > tol)
+    return DistinguishabilityResult(
+        spec.name, verdict, smallest, tol, worst, proposition_1(spec), "; ".join(why), parts
+    )
 
 
 # -- strong identifiability ----------------------------------------------------------------------
@@ -277,9 +341,10 @@ class FisherInformation:
     def asymptotic_sd(self, n: int = 1) -> dict[str, Any]:
         """Asymptotic standard deviations ``sqrt(diag(I^-1) / n)`` per parameter (and ``exp_tau``)."""
         sd = np.sqrt(np.diag(np.linalg.inv(self.matrix)) / n)
-        out = self.spec.layout.unpack(sd)
+        out = self.spec.layout.unpack(sd, fill=np.nan)
         if "tau" in out:
-            out["exp_tau"] = float(np.exp(self.params["tau"]) * out["tau"])
+            exp_tau = np.exp(np.asarray(self.params["tau"], float)) * out["tau"]
+            out["exp_tau"] = float(exp_tau) if np.ndim(exp_tau) == 0 else exp_tau
         return out
 
     def flattest_direction(self, top: int = 3) -> list[tuple[str, float]]:
@@ -306,7 +371,7 @@ def fisher_information(
 
 def _summary_sd(sd: dict[str, Any]) -> dict[str, float]:
     """One number per parameter: scalars as they are, vectors by the root mean square of their SDs."""
-    return {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in sd.items()}
+    return {k: float(np.sqrt(np.nanmean(np.square(v)))) for k, v in sd.items()}
 
 
 def merge_direction(spec: Spec) -> np.ndarray:

@@ -146,7 +146,8 @@ def asymptotic_sd(spec: Spec, info: np.ndarray, params: dict[str, Any], n: int =
     """
     scale = 1.0 / np.sqrt(np.diag(info))
     cov = np.linalg.inv(info * scale[:, None] * scale[None, :]) * scale[:, None] * scale[None, :]
-    out = spec.layout.unpack(np.sqrt(np.diag(cov) / n))
+    out = spec.layout.unpack(np.sqrt(np.diag(cov) / n), fill=np.nan)
     if "tau" in out:
-        out["exp_tau"] = float(np.exp(params["tau"]) * out["tau"])
+        exp_tau = np.exp(np.asarray(params["tau"], float)) * out["tau"]
+        out["exp_tau"] = float(exp_tau) if np.ndim(exp_tau) == 0 else exp_tau
     return out

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.experts import get_expert
 from bayescmoe.families import get_family
-from bayescmoe.simulate import draw_covariates, gate_probability
+from bayescmoe.simulate import draw_covariates, gate_probability, mixture_weights, prompt_means
 from bayescmoe.spec import Spec
 
 __all__ = ["parameter_losses", "hellinger", "evaluate_losses", "N_X", "GRID", "WIDTH"]
@@ -45,13 +46,28 @@ def parameter_losses(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) 
     >>> parameter_losses(spec, t | {"tau": t["tau"] + 0.1}, t)["tau"]
     0.1
     """
+    params = matched(spec, params, truth)
     out: dict[str, float] = {}
     for name in spec.param_names:
         diff = np.asarray(params[name], dtype=float) - np.asarray(truth[name], dtype=float)
         out[name] = float(np.linalg.norm(diff)) if diff.ndim else float(abs(diff))
     if "tau" in out:
-        out["exp_tau"] = float(abs(np.exp(params["tau"]) - np.exp(truth["tau"])))
+        diff = np.exp(np.asarray(params["tau"], float)) - np.exp(np.asarray(truth["tau"], float))
+        out["exp_tau"] = float(np.linalg.norm(diff))
     return out
+
+
+def matched(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each group of exchangeable prompts matched to the truth's: the permutation that
+    minimises the squared distance of the prompts' own parameters (eta, b, nu), so that a loss measures
+    estimation and not naming (the usual loss of mixture estimation, up to label switching)."""
+    from bayescmoe.labels import relabel
+
+    if not spec.multi or not spec.exchangeable():
+        return params
+    draws = {name: np.asarray(value, float)[None, None] for name, value in params.items()}
+    relabelled, _ = relabel(spec, draws, truth)
+    return {name: value[0, 0] for name, value in relabelled.items()}
 
 
 _X_SAMPLES: dict[str, np.ndarray] = {}
@@ -65,15 +81,20 @@ def _covariate_sample(spec: Spec) -> np.ndarray:
     return _X_SAMPLES[key]
 
 
-def _component_sd(spec: Spec, nu: float) -> float:
-    pre = spec.pretrained
+def _component_sd(spec: Spec, nu) -> float:
+    """The widest component's scale: the prompts' sqrt(nu) and f0's standard deviation (Student-t: 4 scales)."""
+    pre, widest = spec.pretrained, float(np.sqrt(np.max(nu)))
+    if pre is None:
+        return widest
     sd0 = {"normal": np.sqrt(pre.scale), "laplace": np.sqrt(2.0) * pre.scale}.get(pre.family)
     if sd0 is None:  # Student-t: a scale's worth of width, its tails are heavier
         sd0 = 4.0 * pre.scale
-    return float(max(sd0, np.sqrt(nu)))
+    return float(max(sd0, widest))
 
 
 def _conditional_density(spec: Spec, X: np.ndarray, params: dict[str, Any], grid: np.ndarray) -> np.ndarray:
+    if spec.multi:
+        return _conditional_density_several(spec, X, params, grid)
     pre = spec.pretrained
     m0 = get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)[:, None]
     m1 = get_expert(spec.prompt.expert).numpy(X @ np.asarray(params["eta"]) + params.get("b", 0.0))[:, None]
@@ -81,6 +102,39 @@ def _conditional_density(spec: Spec, X: np.ndarray, params: dict[str, Any], grid
     f0 = np.exp(get_family(pre.family).logpdf(grid, m0, pre.scale, pre.df))
     f1 = np.exp(-0.5 * (grid - m1) ** 2 / params["nu"]) / np.sqrt(2.0 * np.pi * params["nu"])
     return (1.0 - g) * f0 + g * f1
+
+
+def _conditional_density_several(spec: Spec, X: np.ndarray, params: dict[str, Any], grid: np.ndarray) -> np.ndarray:
+    """p(y | x) on each row's grid, for a spec written with [[prompts]]."""
+    weights = mixture_weights(spec, X, params)
+    means, nu = prompt_means(spec, X, params), np.asarray(params["nu"], float)
+    out = np.zeros_like(grid)
+    if spec.has_pretrained:
+        pre = spec.pretrained
+        m0 = get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)[:, None]
+        out += weights[:, :1] * np.exp(get_family(pre.family).logpdf(grid, m0, pre.scale, pre.df))
+        weights = weights[:, 1:]
+    for k in range(spec.K):
+        out += (
+            weights[:, k : k + 1]
+            * np.exp(-0.5 * (grid - means[:, k : k + 1]) ** 2 / nu[k])
+            / np.sqrt(2 * np.pi * nu[k])
+        )
+    return out
+
+
+def _centres(spec: Spec, X: np.ndarray, params: dict[str, Any], truth: dict[str, Any]) -> list[np.ndarray]:
+    """Where the components sit at each row: f0's location first (the kink of a Laplace), then the prompts'."""
+    pre = spec.pretrained
+    if not spec.multi:
+        centres = [X @ np.array(pre.eta) + pre.intercept, X @ np.asarray(params["eta"]), X @ np.asarray(truth["eta"])]
+        return [get_expert(pre.expert).numpy(centres[0])] + [
+            get_expert(spec.prompt.expert).numpy(c) for c in centres[1:]
+        ]
+    prompts = [m for p in (params, truth) for m in prompt_means(spec, X, p).T]
+    if pre is None:
+        return [np.mean(prompts, axis=0)] + prompts
+    return [get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)] + prompts
 
 
 def hellinger(
@@ -93,12 +147,13 @@ def hellinger(
     X : ndarray, optional
         Covariate rows to average over; default: ``N_X`` rows drawn once per spec.
     """
+    if spec.has_pretrained and spec.pretrained.mean_from_data:
+        raise BayescmoeError(
+            f"{spec.name}: the density loss needs the frozen expert's mean function; its mean is a model's "
+            'predictions (mean = "data")'
+        )
     X = _covariate_sample(spec) if X is None else X
-    pre = spec.pretrained
-    centres = [X @ np.array(pre.eta) + pre.intercept, X @ np.asarray(params["eta"]), X @ np.asarray(truth["eta"])]
-    centres = [get_expert(pre.expert).numpy(centres[0])] + [
-        get_expert(spec.prompt.expert).numpy(c) for c in centres[1:]
-    ]
+    centres = _centres(spec, X, params, truth)
     half = WIDTH * max(_component_sd(spec, params["nu"]), _component_sd(spec, truth["nu"]))
     lo = np.min(centres, axis=0) - half
     hi = np.max(centres, axis=0) + half

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Literal
 
@@ -21,11 +21,12 @@ import pytensor
 import pytensor.tensor as pt
 from threadpoolctl import ThreadpoolController
 
-from bayescmoe.data import check_data
+from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import BoundaryWarning, ConvergenceWarning, FitError, IdentifiabilityWarning, OutlierWarning
+from bayescmoe.labels import canonical
 from bayescmoe.objective import Likelihood
 from bayescmoe.optimize import OptimizeResult, newton_box
-from bayescmoe.priors import resolve_priors
+from bayescmoe.priors import free_shape, resolve_priors
 from bayescmoe.results import FitResult
 from bayescmoe.spec import Spec, load_spec
 
@@ -56,6 +57,8 @@ def fit_mle(
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 200,
     subsample: int | None = SUBSAMPLE,
+    f0_mean: Any = None,
+    f0_scale: Any = None,
 ) -> FitResult:
     """Maximum-likelihood estimate of the contaminated MoE over the spec's box.
 
@@ -86,6 +89,9 @@ def fit_mle(
         a few Newton steps from a point close to their optimum.  ``None``: optimise on
         all rows from the start.  Either way the result is a converged optimum of the
         full likelihood.
+    f0_mean, f0_scale : array_like or fitted model, optional
+        The frozen expert's per-observation mean (an array, or any object with ``predict(X)``, called on
+        ``X``) and scale, for a spec whose ``[pretrained]`` takes them from the data (MODEL.md section 8).
 
     Returns
     -------
@@ -111,7 +117,7 @@ def fit_mle(
     >>> fit.converged, fit.params["nu"] > 0
     (True, True)
     """
-    return _fit(spec, X, y, "mle", None, init, n_starts, seed, bounds, maxiter, subsample)
+    return _fit(spec, X, y, "mle", None, init, n_starts, seed, bounds, maxiter, subsample, f0_mean, f0_scale)
 
 
 def fit_map(
@@ -126,6 +132,8 @@ def fit_map(
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 200,
     subsample: int | None = SUBSAMPLE,
+    f0_mean: Any = None,
+    f0_scale: Any = None,
 ) -> FitResult:
     """Maximum a posteriori estimate: :func:`fit_mle`'s machinery with log-priors added.
 
@@ -135,7 +143,9 @@ def fit_map(
     errors are those of the Laplace approximation at the mode.
     """
     spec = load_spec(spec).with_bounds(bounds)
-    return _fit(spec, X, y, "map", _LogPrior(spec, priors), init, n_starts, seed, None, maxiter, subsample)
+    return _fit(
+        spec, X, y, "map", _LogPrior(spec, priors), init, n_starts, seed, None, maxiter, subsample, f0_mean, f0_scale
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,8 +158,10 @@ class _LogPrior:
         dists = resolve_priors(spec, priors)
         theta = pt.vector("theta")
         terms = []
-        for (name, length), sl in zip(spec.layout.entries, spec.layout.slices.values()):
-            value = theta[sl] if length else theta[sl.start]
+        for name, sl in spec.layout.slices.items():
+            value = theta[sl].reshape(free_shape(spec, name)) if spec.layout.shapes[name] else theta[sl.start]
+            if name == "lam" and spec.multi:  # the Dirichlet is over every component's weight
+                value = pt.concatenate([1.0 - theta[sl].sum(keepdims=True), theta[sl]])
             terms.append(pm.logp(dists[name], value).sum())
         logp = pt.add(*terms)
         grad = pytensor.grad(logp, theta)
@@ -186,20 +198,24 @@ def random_starts(spec: Spec, y: np.ndarray, n_starts: int, rng: np.random.Gener
 
     Coefficients (``beta``, ``tau``, ``eta``, ``b``) are standard normal;
     ``nu`` is ``var(y)`` times a uniform draw on [0.05, 1]; ``lam`` is uniform on
-    [0.05, 0.95].
+    [0.05, 0.95], and with several prompts the weights of every component are a
+    ``Dirichlet(2, ..., 2)`` draw (their sum stays below 1).
     """
     lower, upper = spec.bounds_arrays()
     var_y = float(np.var(y)) if len(y) > 1 else 1.0
     starts = []
     for _ in range(n_starts):
         draw = {}
-        for name, length in spec.layout.entries:
+        for name, shape in spec.layout.shapes.items():
             if name == "nu":
-                draw[name] = max(var_y, 1e-6) * rng.uniform(0.05, 1.0)
+                draw[name] = max(var_y, 1e-6) * rng.uniform(0.05, 1.0, size=shape or None)
+            elif name == "lam" and spec.multi:
+                weights = rng.dirichlet(np.full(spec.K + spec.has_pretrained, 2.0))
+                draw[name] = weights[1:] if spec.has_pretrained else weights
             elif name == "lam":
                 draw[name] = rng.uniform(0.05, 0.95)
             else:
-                draw[name] = rng.standard_normal(length) if length else rng.standard_normal()
+                draw[name] = rng.standard_normal(shape) if shape else rng.standard_normal()
         starts.append(np.clip(spec.layout.pack(draw), lower, upper))
     return starts
 
@@ -209,7 +225,7 @@ def _given_start(spec: Spec, params: Mapping[str, Any], what: str) -> np.ndarray
     lower, upper = spec.bounds_arrays()
     labels = spec.labels
     for i in np.flatnonzero(~np.isfinite(theta) | (theta < lower) | (theta > upper)):
-        name = labels[i].split("[")[0]
+        name = next(k for k, sl in spec.layout.slices.items() if sl.start <= i < sl.stop)
         raise FitError(
             f"the {what} start {labels[i]} = {theta[i]:g} lies outside its bounds "
             f"[{spec.bounds[name][0]:g}, {spec.bounds[name][1]:g}]; move the start or widen the bounds"
@@ -257,34 +273,57 @@ def single_threaded_blas():
     return _threadpools().limit(limits=1, user_api="blas")
 
 
-def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample) -> FitResult:
+@dataclass(frozen=True)
+class Data:
+    """A checked dataset: covariates, responses and the frozen expert's per-observation values (or None)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    f0_mean: np.ndarray | None = None
+    f0_scale: np.ndarray | None = None
+
+    def rows(self, index) -> Data:
+        take = lambda a: None if a is None else a[index]  # noqa: E731
+        return Data(self.X[index], self.y[index], take(self.f0_mean), take(self.f0_scale))
+
+    def likelihood(self, spec: Spec) -> Likelihood:
+        return Likelihood(spec, self.X, self.y, self.f0_mean, self.f0_scale)
+
+
+def checked_data(spec: Spec, X, y, f0_mean=None, f0_scale=None, min_n: int = 1) -> Data:
+    X, y = check_data(spec, X, y, min_n=min_n)
+    return Data(X, y, *check_f0(spec, X, f0_mean, f0_scale))
+
+
+def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample, f0_mean, f0_scale) -> FitResult:
     with single_threaded_blas():
-        return _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample)
+        return _fit_inner(
+            spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample, f0_mean, f0_scale
+        )
 
 
-def _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample) -> FitResult:
+def _fit_inner(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample, f0_mean, f0_scale):
     t0 = time.perf_counter()
     spec = load_spec(spec).with_bounds(bounds)
-    X, y = check_data(spec, X, y, min_n=spec.n_params + 1)
+    data = checked_data(spec, X, y, f0_mean, f0_scale, min_n=spec.n_params + 1)
     rng = np.random.default_rng(seed)
-    starts, start = resolve_starts(spec, y, init, n_starts, rng)
+    starts, start = resolve_starts(spec, data.y, init, n_starts, rng)
     if subsample is not None and (isinstance(subsample, bool) or not isinstance(subsample, int) or subsample < 1):
         raise FitError(f"subsample must be a positive integer or None, got {subsample!r}")
     if subsample is not None:
-        starts = _coarse_to_fine(spec, X, y, prior, starts, max(subsample, spec.n_params + 1), rng, maxiter)
-    problem = _Problem(Likelihood(spec, X, y), prior)
+        starts = _coarse_to_fine(spec, data, prior, starts, max(subsample, spec.n_params + 1), rng, maxiter)
+    problem = _Problem(data.likelihood(spec), prior)
     best = _best(_run(problem, starts, spec, maxiter))
     return _result(spec, method, problem, best, start, n_starts if start == "multistart" else 1, t0)
 
 
-def _coarse_to_fine(spec, X, y, prior, starts, size, rng, maxiter) -> list[np.ndarray]:
+def _coarse_to_fine(spec, data: Data, prior, starts, size, rng, maxiter) -> list[np.ndarray]:
     """Run the starts on nested random subsamples of ``size``, ``4 size``, ... rows (while a
     level has under half the rows), keeping the best ``POLISH`` at each level; returns the
     starts for the full data, each close to its optimum."""
-    order = rng.permutation(len(y))
-    while 2 * size < len(y):
-        rows = order[:size]
-        level = _Problem(Likelihood(spec, X[rows], y[rows]), prior)
+    order = rng.permutation(len(data.y))
+    while 2 * size < len(data.y):
+        level = _Problem(data.rows(order[:size]).likelihood(spec), prior)
         ranked = sorted(_run(level, starts, spec, maxiter), key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
         starts = [r.x for r in ranked[:POLISH]]
         size *= 4
@@ -368,7 +407,18 @@ def _warn_dominating(spec: Spec, pointwise: np.ndarray) -> None:
     )
 
 
+def _canonical(spec: Spec, problem: _Problem, best: OptimizeResult) -> OptimizeResult:
+    """The optimum with exchangeable prompts in canonical order (:func:`bayescmoe.labels.canonical`);
+    its derivatives are evaluated there (the likelihood's value does not change)."""
+    theta = spec.layout.pack(canonical(spec, spec.layout.unpack(best.x)))
+    if np.array_equal(theta, best.x):
+        return best
+    f, g, h = problem.fgh(theta)
+    return replace(best, x=theta, fun=f, grad=g, hess=h)
+
+
 def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0) -> FitResult:
+    best = _canonical(spec, problem, best)
     nobs = problem.lik.n
     cov, at_bound, eig = _covariance(spec, best, nobs)
     _warn_dominating(spec, problem.lik.loglik_rows(best.x))
@@ -397,5 +447,5 @@ def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_star
         n_starts=n_starts,
         at_bound=at_bound,
         info_eigenvalues=eig,
-        loglik_pretrained=float(problem.lik.logf0.sum()),
+        loglik_pretrained=float(problem.lik.logf0.sum()) if problem.lik.logf0 is not None else float("nan"),
     )

@@ -1,31 +1,30 @@
 """The log-likelihood, its gradient and its exact Hessian: a compiled kernel and the chain rule.
 
-With the design ``D = [X, 1]``, the parameters enter observation ``i``'s log-density
-through three scalars only:
+With the design ``D = [X, 1]``, the parameters enter observation ``i``'s log-density through a few
+scalars, its *channels*:
 
-    z_i = D_i[g] . gamma   gate: softmax g = all columns, gamma = (beta, tau);
-                           constant g = the column of ones, gamma = lam
-    u_i = D_i[p] . omega   prompt pre-activation: p = the columns of X (and 1 with an
-                           intercept), omega = eta (and b)
-    v_i = nu               prompt variance
+    z_k = D_i . gamma_k   the gate logit of prompt k: softmax, gamma_k = (beta_k, tau_k) on all columns;
+                          constant, z_k = lam_k on the column of ones
+    u_k = D_i[p] . omega_k   prompt k's pre-activation: p = the columns of X (and 1 with an intercept),
+                          omega_k = eta_k (and b_k)
+    v_k = nu_k            prompt k's variance
 
-so ``l_i = L(z_i, u_i, v_i; y_i, log f0_i)``.  A pytensor **kernel**, compiled once per
-(gating, prompt expert), returns ``l`` and its first and second derivatives in
-``(z, u, v)`` for every observation in one fused elementwise pass (pytensor's
-autodiff of the model's own log-density, :func:`bayescmoe.model.mixture_logp`),
+so ``l_i = L(z, u, v; y_i, log f0_i)``.  The reference of the gate (logit 0) is the frozen expert, or
+prompt 1 when there is none (MODEL.md section 8): prompt 1 then has no z channel, and under constant
+gating its weight is 1 minus the others.  A pytensor **kernel**, compiled once per (gating, prompt
+experts, frozen expert or not), returns ``l`` and its first and second derivatives in the channels for
+every observation in one fused elementwise pass (pytensor's autodiff of the model's own log-density),
 threaded with OpenMP.  The chain rule is then linear algebra on the design:
 
-    grad = [D[g]' L_z, D[p]' L_u, sum L_v]
-    Hess = [[D[g]' diag(L_zz) D[g], D[g]' diag(L_zu) D[p], D[g]' L_zv], [.., D[p]' diag(L_uu) D[p], ..], ..]
+    grad[gamma_k] = D' L_zk,   Hess[gamma_j, omega_k] = D' diag(L_zj,uk) D[:, p],   ...
 
-done by numpy's BLAS: the exact Hessian costs three weighted Gram matrices and no
-per-observation Jacobian.  The pre-trained expert is frozen, so
-``log f0(y_i | x_i)`` is a constant of the optimisation, computed once per dataset
-with PyMC's density.
+done by numpy's BLAS: the exact Hessian costs one weighted Gram matrix per pair of channels with a
+design (three for one prompt) and no per-observation Jacobian.  The pre-trained expert is frozen, so
+``log f0(y_i | x_i)`` is a constant of the optimisation, computed once per dataset with PyMC's density.
 
-Because the kernel is elementwise it depends on neither ``d``, ``n``, the data, the
-pre-trained family, nor the intercept: every dataset and every spec with the same
-(gating, prompt expert) reuses it.  :data:`COMPILE_COUNT` counts compilations.
+Because the kernel is elementwise it depends on neither ``d``, ``n``, the data, the pre-trained family,
+nor the intercepts: every dataset and every spec with the same structure reuses it.
+:data:`COMPILE_COUNT` counts compilations.
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ import os
 import threading
 import time
 import warnings
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -44,11 +44,11 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import get_mode
 
-from bayescmoe.data import check_data
+from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import FitError
 from bayescmoe.experts import get_expert
 from bayescmoe.families import get_family, prompt_dist
-from bayescmoe.model import gate_log_weights, mixture_logp
+from bayescmoe.model import mixture_logp_graph
 from bayescmoe.spec import Spec, load_spec
 
 __all__ = ["loglik"]
@@ -91,36 +91,77 @@ def _function(inputs, outputs, what: str):
         try:
             with pytensor.config.change_flags(openmp=True, openmp_elemwise_minsize=OPENMP_MINSIZE):
                 fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
-        except Exception as err:
+        except Exception as err:  # any compiler failure: retry without OpenMP
             _log.info("OpenMP compilation failed (%s); compiling single-threaded", type(err).__name__)
             fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
     return fn
 
 
-def _pointwise_graph(gating: str, prompt_expert: str):
-    z, u, v, y, logf0 = (pt.vector(name) for name in ("z", "u", "v", "y", "logf0"))
-    log_w0, log_w1 = gate_log_weights(gating, z)
-    logp1 = pm.logp(prompt_dist(get_expert(prompt_expert)(u), v), y)
-    point = mixture_logp(log_w0, log_w1, logf0, logp1)
-    resp = pt.exp(log_w1 + logp1 - point)  # posterior probability of the prompt
-    return [z, u, v, y, logf0], point, resp
+# -- the kernel ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What the kernel depends on: the gating, the prompts' experts, a frozen expert or not."""
+
+    gating: str
+    experts: tuple[str, ...]
+    pretrained: bool
+
+    @property
+    def K(self) -> int:
+        return len(self.experts)
+
+    @property
+    def gated(self) -> tuple[int, ...]:
+        """The prompts with a gate channel: all, or all but the reference prompt 1 without a frozen expert."""
+        return tuple(range(self.K)) if self.pretrained else tuple(range(1, self.K))
+
+    @property
+    def label(self) -> str:
+        f0 = "a frozen expert" if self.pretrained else "no frozen expert"
+        return f"{self.gating} gating, {' + '.join(self.experts)} prompt{'s' if self.K > 1 else ''}, {f0}"
+
+
+def structure(spec: Spec) -> Structure:
+    return Structure(spec.gating, tuple(p.expert for p in spec.prompts), spec.has_pretrained)
+
+
+def _pointwise_graph(s: Structure):
+    """Each observation's log-density and the prompts' responsibilities, from the channels."""
+    z = [pt.vector(f"z{k + 1}") for k in s.gated]
+    u = [pt.vector(f"u{k + 1}") for k in range(s.K)]
+    v = [pt.vector(f"v{k + 1}") for k in range(s.K)]
+    y, logf0 = pt.vector("y"), pt.vector("logf0")
+    logp = [pm.logp(prompt_dist(get_expert(e)(u[k]), v[k]), y) for k, e in enumerate(s.experts)]
+    point, log_joint = mixture_logp_graph(s.gating, s.pretrained, z, logp, logf0)
+    resp = [pt.exp(lj - point) for lj in log_joint]  # posterior probability of each prompt
+    return z + u + v, [y, logf0], point, resp
+
+
+def _vector(x, like):
+    """Broadcast a (possibly constant) derivative to one value per observation."""
+    return x if x.type.ndim == 1 and x.type.shape[0] != 1 else x + pt.zeros_like(like)
 
 
 @cache
-def _value_kernel(gating: str, prompt_expert: str):
-    inputs, point, resp = _pointwise_graph(gating, prompt_expert)
-    return _function(inputs, [point, resp], f"the log-likelihood kernel ({gating} gating, {prompt_expert} prompt)")
+def _value_kernel(s: Structure):
+    channels, data, point, resp = _pointwise_graph(s)
+    return _function(channels + data, [point, *resp], f"the log-likelihood kernel ({s.label})")
 
 
 @cache
-def _derivative_kernel(gating: str, prompt_expert: str):
-    inputs, point, _ = _pointwise_graph(gating, prompt_expert)
-    zuv = inputs[:3]
-    first = pytensor.grad(point.sum(), zuv)
-    second = [d for i in range(3) for d in pytensor.grad(first[i].sum(), zuv[i:])]
-    # l, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv
-    return _function(inputs, [point, *first, *second], f"its derivatives ({gating} gating, {prompt_expert} prompt)")
+def _derivative_kernel(s: Structure):
+    channels, data, point, _ = _pointwise_graph(s)
+    first = pytensor.grad(point.sum(), channels)
+    second = [
+        _vector(g, data[0])
+        for i in range(len(channels))
+        for g in pytensor.grad(first[i].sum(), channels[i:], disconnected_inputs="ignore")
+    ]
+    outputs = [point, *(_vector(g, data[0]) for g in first), *second]
+    return _function(channels + data, outputs, f"its derivatives ({s.label})")
 
 
 @cache
@@ -132,13 +173,66 @@ def _pretrained_kernel(family: str, expert: str):
     return _function([X, y, eta0, b0, scale, df], logp, f"the pre-trained density ({family}, {expert} mean)")
 
 
-def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``log f0(y_i | phi0(eta0 . x_i + b0), s0)`` for each observation: PyMC's density, compiled."""
+@cache
+def _pretrained_data_kernel(family: str):
+    mu0, y, scale, df = pt.vector("mu0"), pt.vector("y"), pt.vector("s0"), pt.scalar("df")
+    logp = pm.logp(get_family(family).dist(mu0, scale, df), y)
+    return _function([mu0, y, scale, df], logp, f"the pre-trained density ({family}, per-observation mean)")
+
+
+def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_scale=None) -> np.ndarray | None:
+    """``log f0(y_i | m0_i, s0_i)`` per observation (PyMC's density, compiled); None without a frozen expert.
+
+    ``f0_mean`` / ``f0_scale``: the checked per-observation values of a spec whose frozen expert's mean or
+    scale comes with the data (:func:`bayescmoe.data.check_f0`).
+    """
     pre = spec.pretrained
-    with _LOCK:
-        fn = _pretrained_kernel(pre.family, pre.expert)
+    if pre is None:
+        return None
     df = pre.df if pre.df is not None else 1.0  # unused by families without df
-    return fn(X, y, np.array(pre.eta), pre.intercept, pre.scale, df)
+    if not pre.mean_from_data and not pre.scale_from_data:
+        with _LOCK:
+            fn = _pretrained_kernel(pre.family, pre.expert)
+        return fn(X, y, np.array(pre.eta), pre.intercept, pre.scale, df)
+    mean = f0_mean if pre.mean_from_data else get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)
+    scale = f0_scale if pre.scale_from_data else np.full(len(y), pre.scale)
+    with _LOCK:
+        fn = _pretrained_data_kernel(pre.family)
+    return fn(np.ascontiguousarray(mean, dtype=float), y, np.ascontiguousarray(scale, dtype=float), df)
+
+
+# -- the likelihood of one dataset -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """One channel: where its parameters sit in theta, and the design columns it multiplies (None: none)."""
+
+    index: np.ndarray
+    cols: slice | None  # a range of D's columns (a view: the same BLAS calls as before channels existed)
+
+
+def channels(spec: Spec) -> list[_Channel]:
+    """The channels of ``spec`` in kernel order (z of the gated prompts, u, v), with their theta indices."""
+    lay, d, s = spec.layout, spec.dim, structure(spec)
+    position = {}
+    for name in lay.names:  # theta index of every estimated entry, -1 elsewhere
+        estimated = lay.estimated(name)
+        idx = np.full(estimated.size, -1)
+        idx[estimated] = np.arange(lay.slices[name].start, lay.slices[name].stop)
+        position[name] = idx.reshape(-1, estimated.size // spec.K) if spec.multi else idx.reshape(1, -1)
+    all_cols, x_cols = slice(0, d + 1), slice(0, d)
+    out = []
+    for k in s.gated:
+        if spec.gating == "softmax":
+            out.append(_Channel(np.r_[position["beta"][k], position["tau"][k]], all_cols))
+        else:
+            out.append(_Channel(position["lam"][k], slice(d, d + 1)))  # the column of ones
+    for k, prompt in enumerate(spec.prompts):
+        index = np.r_[position["eta"][k], position["b"][k]] if prompt.intercept else position["eta"][k]
+        out.append(_Channel(index, all_cols if prompt.intercept else x_cols))
+    out += [_Channel(position["nu"][k], None) for k in range(spec.K)]
+    return out
 
 
 class Likelihood:
@@ -150,53 +244,68 @@ class Likelihood:
     X : ndarray, shape (n, d)
     y : ndarray, shape (n,)
         Checked data (see :func:`bayescmoe.data.check_data`).
+    f0_mean, f0_scale : ndarray, optional
+        The frozen expert's per-observation mean and scale, for a spec that takes them from the data.
 
     Notes
     -----
-    ``theta`` is the flat vector of ``spec.layout``.  Evaluations return the
+    ``theta`` is the flat vector of ``spec.layout`` (its estimated entries).  Evaluations return the
     *total* log-likelihood; estimators minimise its negative.
     """
 
-    def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray):
+    def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_scale=None):
         self.spec, self.y = spec, y
         n, d = X.shape
-        # one design D = [X, 1]; the gate and the prompt use column ranges of it
         self.D = np.hstack([X, np.ones((n, 1))])
         self.DT = np.ascontiguousarray(self.D.T)
-        self.gate_cols = slice(0, d + 1) if spec.gating == "softmax" else slice(d, d + 1)
-        self.prompt_cols = slice(0, d + 1) if spec.prompt.intercept else slice(0, d)
-        self.kg = self.gate_cols.stop - self.gate_cols.start
-        self.kp = self.prompt_cols.stop
-        self.logf0 = pretrained_logp(spec, X, y)
-        self._key = (spec.gating, spec.prompt.expert)
+        self.logf0 = pretrained_logp(spec, X, y, f0_mean, f0_scale)
+        self._structure = structure(spec)
+        self._channels = channels(spec)
+        self._data = [y, self.logf0 if self.logf0 is not None else np.zeros(n)]
         with _LOCK:
-            self._deriv = _derivative_kernel(*self._key)
+            self._deriv = _derivative_kernel(self._structure)
         self._last: tuple[np.ndarray, list[np.ndarray]] | None = None
-        self._buf = np.empty((3 * (d + 1), min(n, _CHUNK)))
+        self._buf = np.empty(((d + 1) * max(self._pairs_with_design, 1), min(n, _CHUNK)))
 
     @property
     def n(self) -> int:
         return len(self.y)
 
-    def _scalars(self, theta: np.ndarray):
-        kg, kp = self.kg, self.kp
-        z = self.D[:, self.gate_cols] @ theta[:kg]
-        u = self.D[:, self.prompt_cols] @ theta[kg : kg + kp]
-        v = np.full(self.n, theta[kg + kp])
-        return z, u, v
+    @cached_property
+    def _pairs(self) -> list[tuple[int, int]]:
+        """The (i, j), i <= j, channel pairs in the kernel's output order."""
+        C = len(self._channels)
+        return [(i, j) for i in range(C) for j in range(i, C)]
+
+    @cached_property
+    def _pairs_with_design(self) -> int:
+        ch = self._channels
+        return sum(ch[i].cols is not None and ch[j].cols is not None for i, j in self._pairs)
+
+    def _inputs(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The channels' values per observation."""
+        out = []
+        for ch in self._channels:
+            if ch.cols is None:
+                out.append(np.full(self.n, theta[ch.index[0]]))
+            else:
+                out.append(self.D[:, ch.cols] @ theta[ch.index])
+        return out
 
     def _pass(self, theta: np.ndarray) -> list[np.ndarray]:
-        """The kernel's 10 vectors at ``theta``; the last pass is kept, so that an optimiser's
+        """The kernel's vectors at ``theta``; the last pass is kept, so that an optimiser's
         accepted trial point costs no second pass when its gradient and Hessian are asked for."""
         if self._last is None or not np.array_equal(self._last[0], theta):
-            self._last = (np.array(theta, dtype=float), self._deriv(*self._scalars(theta), self.y, self.logf0))
+            self._last = (np.array(theta, dtype=float), self._deriv(*self._inputs(theta), *self._data))
         return self._last[1]
 
     def pointwise(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each observation's log-likelihood (n,) and the prompt's responsibility (n,)."""
+        """Each observation's log-likelihood (n,) and the prompts' responsibilities: (n,) for a one-prompt
+        spec written with ``[prompt]``, else (n, K)."""
         with _LOCK:
-            fn = _value_kernel(*self._key)
-        return fn(*self._scalars(theta), self.y, self.logf0)
+            fn = _value_kernel(self._structure)
+        point, *resp = fn(*self._inputs(theta), *self._data)
+        return point, (resp[0] if not self.spec.multi else np.column_stack(resp))
 
     def loglik_rows(self, theta: np.ndarray) -> np.ndarray:
         """Each observation's log-likelihood (n,), from the same (cached) pass as :meth:`value`."""
@@ -208,9 +317,11 @@ class Likelihood:
 
     def scores(self, theta: np.ndarray) -> np.ndarray:
         """Each observation's score (gradient of its log-likelihood), shape (n, p)."""
-        _, Lz, Lu, Lv, *_ = self._pass(theta)
-        D = self.D
-        return np.hstack([D[:, self.gate_cols] * Lz[:, None], D[:, self.prompt_cols] * Lu[:, None], Lv[:, None]])
+        first = self._pass(theta)[1 : 1 + len(self._channels)]
+        out = np.empty((self.n, self.spec.n_params))
+        for ch, L in zip(self._channels, first):
+            out[:, ch.index] = L[:, None] if ch.cols is None else self.D[:, ch.cols] * L[:, None]
+        return out
 
     def _weighted_grams(self, weights) -> np.ndarray:
         """``D' diag(w) D`` for each ``w`` in ``weights``, stacked: shape (len(weights) * k, k).
@@ -230,24 +341,45 @@ class Likelihood:
 
     def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
-        ll, Lz, Lu, Lv, Lzz, Lzu, Lzv, Luu, Luv, Lvv = self._pass(theta)
-        g, p, k = self.gate_cols, self.prompt_cols, self.D.shape[1]
-        V = self.DT @ np.column_stack([Lz, Lu, Lzv, Luv])
-        G = self._weighted_grams((Lzz, Lzu, Luu))
-        Gzz, Gzu, Guu = G[:k], G[k : 2 * k], G[2 * k :]
-        grad = np.concatenate([V[g, 0], V[p, 1], [Lv.sum()]])
-        hgv, hpv = V[g, 2], V[p, 3]
-        hess = np.block(
-            [
-                [Gzz[g, g], Gzu[g, p], hgv[:, None]],
-                [Gzu[g, p].T, Guu[p, p], hpv[:, None]],
-                [hgv[None, :], hpv[None, :], np.array([[Lvv.sum()]])],
-            ]
-        )
-        return float(ll.sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
+        out = self._pass(theta)
+        chans, C = self._channels, len(self._channels)
+        first, second = out[1 : 1 + C], out[1 + C :]
+        # every vector a design multiplies, in one BLAS call: first derivatives, then mixed pairs
+        designed = [i for i in range(C) if chans[i].cols is not None]
+        mixed = [
+            (p, i, j) for p, (i, j) in enumerate(self._pairs) if (chans[i].cols is None) != (chans[j].cols is None)
+        ]
+        V = self.DT @ np.column_stack([first[i] for i in designed] + [second[p] for p, _, _ in mixed])
+        grams_at = [
+            (p, i, j) for p, (i, j) in enumerate(self._pairs) if chans[i].cols is not None and chans[j].cols is not None
+        ]
+        G = self._weighted_grams([second[p] for p, _, _ in grams_at]) if grams_at else None
+        k = self.D.shape[1]
+        grad = np.empty(self.spec.n_params)
+        hess = np.empty((self.spec.n_params, self.spec.n_params))
+        for col, i in enumerate(designed):
+            grad[chans[i].index] = V[chans[i].cols, col]
+        for i in range(C):
+            if chans[i].cols is None:
+                grad[chans[i].index] = first[i].sum()
+        for m, (_, i, j) in enumerate(grams_at):
+            block = G[m * k : (m + 1) * k][chans[i].cols, chans[j].cols]
+            hess[np.ix_(chans[i].index, chans[j].index)] = block
+            hess[np.ix_(chans[j].index, chans[i].index)] = block.T
+        for m, (_, i, j) in enumerate(mixed):
+            a, b = (i, j) if chans[i].cols is not None else (j, i)
+            column = V[chans[a].cols, len(designed) + m]
+            hess[np.ix_(chans[a].index, chans[b].index)] = column[:, None]
+            hess[np.ix_(chans[b].index, chans[a].index)] = column[None, :]
+        for p, (i, j) in enumerate(self._pairs):
+            if chans[i].cols is None and chans[j].cols is None:
+                hess[chans[i].index[0], chans[j].index[0]] = hess[chans[j].index[0], chans[i].index[0]] = second[
+                    p
+                ].sum()
+        return float(out[0].sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
 
 
-def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:
+def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any], *, f0_mean: Any = None, f0_scale: Any = None) -> float:
     """The total log-likelihood of ``params`` on the data ``(X, y)`` (MODEL.md section 7).
 
     Parameters
@@ -256,7 +388,11 @@ def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:
     X : array_like, shape (n, d)
     y : array_like, shape (n,)
     params : dict
-        Keyed by the names of section 1 (``beta, tau, eta, [b], nu`` or ``lam, eta, [b], nu``).
+        Keyed by the names of section 1 (``beta, tau, eta, [b], nu`` or ``lam, eta, [b], nu``; with a
+        leading prompt axis for a spec written with ``[[prompts]]``).
+    f0_mean, f0_scale : array_like or fitted model, optional
+        The frozen expert's per-observation mean (an array, or any object with ``predict(X)``) and scale,
+        for a spec whose ``[pretrained]`` says ``mean = "data"`` / ``scale = "data"``.
 
     Examples
     --------
@@ -267,16 +403,20 @@ def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any]) -> float:
     """
     spec = load_spec(spec)
     X, y = check_data(spec, X, y)
+    f0_mean, f0_scale = check_f0(spec, X, f0_mean, f0_scale)
     theta = spec.layout.pack(params)
     _check_in_domain(spec, theta)
-    return Likelihood(spec, X, y).value(theta)
+    return Likelihood(spec, X, y, f0_mean, f0_scale).value(theta)
 
 
 def _check_in_domain(spec: Spec, theta: np.ndarray) -> None:
     if not np.all(np.isfinite(theta)):
         raise FitError("parameters must be finite")
     p = spec.layout.unpack(theta)
-    if p["nu"] <= 0:
-        raise FitError(f"nu is a variance and must be positive, got {p['nu']:g}")
-    if "lam" in p and not 0 < p["lam"] < 1:
-        raise FitError(f"lam must lie in (0, 1), got {p['lam']:g}")
+    if np.any(np.asarray(p["nu"]) <= 0):
+        raise FitError(f"nu is a variance and must be positive, got {p['nu']}")
+    if "lam" in p:
+        lam = np.atleast_1d(p["lam"])
+        rest = 1.0 - lam.sum() if spec.has_pretrained else lam[0]
+        if np.any(lam <= 0) or np.any(lam >= 1) or rest <= 0:
+            raise FitError(f"lam must lie in (0, 1) with a positive weight left for the reference, got {p['lam']}")

@@ -26,9 +26,10 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayescmoe.data import check_data
-from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning
+from bayescmoe.data import check_data, check_f0
+from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning, LabelSwitchingWarning
 from bayescmoe.identifiability import _summary_sd
+from bayescmoe.labels import relabel
 from bayescmoe.mle import fit_mle
 from bayescmoe.model import build_model
 from bayescmoe.objective import compile_mode
@@ -77,6 +78,8 @@ def sample_posterior(
     target_accept: float = 0.8,
     progressbar: bool = False,
     check: bool = True,
+    f0_mean: Any = None,
+    f0_scale: Any = None,
 ) -> xr.DataTree:
     """Sample the posterior of the contaminated MoE with NUTS, every chain started at the MLE.
 
@@ -123,6 +126,7 @@ def sample_posterior(
     """
     spec = load_spec(spec)
     X, y = check_data(spec, X, y)
+    f0_mean, f0_scale = check_f0(spec, X, f0_mean, f0_scale)
     for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1), ("cores", cores, 1)):
         if not (isinstance(value, (int, np.integer)) and value >= low):
             raise BayescmoeError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -130,33 +134,37 @@ def sample_posterior(
         raise BayescmoeError(f"target_accept must lie in (0, 1), got {target_accept!r}")
     sampler = resolve_sampler(sampler)
     priors = "weak" if priors is None else priors
-    model = build_model(spec, X, y, priors=priors)
-    start = _start(spec, X, y, init, seed)
+    model = build_model(spec, X, y, priors=priors, f0_mean=f0_mean, f0_scale=f0_scale)
+    start = _start(spec, X, y, init, seed, f0_mean, f0_scale)
+    initial = _initial_values(spec, start)
     with warnings.catch_warnings():
         # PyMC's own convergence messages are replaced by diagnose()'s, which give advice
         warnings.filterwarnings("ignore", message=".*(r_hat|R-hat|effective sample size|divergen).*")
         if sampler == "nutpie":
-            idata = _sample_nutpie(model, start, draws, tune, chains, cores, seed, target_accept, progressbar)
+            idata = _sample_nutpie(model, initial, draws, tune, chains, cores, seed, target_accept, progressbar)
         else:
-            idata = _sample_pymc(model, start, draws, tune, chains, cores, seed, target_accept, progressbar)
-    idata = _tidy(idata, model, y)
+            idata = _sample_pymc(model, initial, draws, tune, chains, cores, seed, target_accept, progressbar)
+    idata = _tidy(idata, spec, y)
+    relabelled = _relabel(spec, idata, start)
     idata.posterior.attrs.update(
         sampler=sampler,
         spec=spec.name,
         spec_digest=spec.digest(),
         priors=_describe_priors(priors),
         init=json.dumps({k: np.asarray(v).tolist() for k, v in start.items()}),
+        relabelled_draws=json.dumps(relabelled.tolist()),
+        fixed=json.dumps({k: (~spec.layout.estimated(k)).tolist() for k in spec.param_names if spec.multi}),
     )
     if check:
         diagnose(idata).warn()
     return idata
 
 
-def _start(spec: Spec, X, y, init, seed) -> dict[str, np.ndarray]:
+def _start(spec: Spec, X, y, init, seed, f0_mean=None, f0_scale=None) -> dict[str, np.ndarray]:
     if init is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the MLE's own warnings concern its standard errors
-            init = fit_mle(spec, X, y, seed=seed)
+            init = fit_mle(spec, X, y, seed=seed, f0_mean=f0_mean, f0_scale=f0_scale)
     params = init.params if isinstance(init, FitResult) else dict(init)
     missing = sorted(set(spec.param_names) - set(params))
     if missing:
@@ -165,6 +173,48 @@ def _start(spec: Spec, X, y, init, seed) -> dict[str, np.ndarray]:
     lo, hi = spec.bounds_arrays()
     inside = np.clip(spec.layout.pack(params), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
     return {k: np.asarray(v, dtype=np.float64) for k, v in spec.layout.unpack(inside).items()}
+
+
+def _initial_values(spec: Spec, start: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The start as values of the model's free variables (see :func:`bayescmoe.model.build_model`)."""
+    if not spec.multi:
+        return start
+    out = {}
+    for name in spec.param_names:
+        value = np.asarray(start[name], dtype=np.float64)
+        if name == "lam":
+            out["weights"] = np.r_[1.0 - value.sum(), value] if spec.has_pretrained else value
+        elif spec.layout.estimated(name).all():
+            out[name] = value
+        else:
+            rows = spec.layout.estimated(name).reshape(spec.K, -1).any(axis=1)
+            out[f"{name}_free"] = value[rows]
+    return out
+
+
+def _relabel(spec: Spec, idata: xr.DataTree, start: dict[str, np.ndarray]) -> np.ndarray:
+    """Detect label switching between exchangeable prompts and relabel the draws to the start's order
+    (:func:`bayescmoe.labels.relabel`); warn with the counts per chain."""
+    post = idata.posterior
+    chains = post.sizes["chain"]
+    if not spec.multi or not spec.exchangeable():
+        return np.zeros(chains, dtype=int)
+    names = list(spec.param_names)
+    draws = {name: post[name].values for name in names}
+    relabelled, counts = relabel(spec, draws, start)
+    if counts.any():
+        ds = post.to_dataset()
+        for name in names:
+            ds[name] = (post[name].dims, relabelled[name])
+        idata["posterior"] = xr.DataTree(ds)
+        warnings.warn(
+            f"label switching: {counts.sum()} draws ({', '.join(f'chain {c}: {n}' for c, n in enumerate(counts) if n)}) "
+            "had exchangeable prompts in another order than the MLE the chains started from; they were relabelled "
+            "to it (matching each draw's eta, b and nu). Summaries are of the relabelled draws.",
+            LabelSwitchingWarning,
+            stacklevel=3,
+        )
+    return counts
 
 
 def _sample_pymc(model, start, draws, tune, chains, cores, seed, target_accept, progressbar):
@@ -202,9 +252,9 @@ def _sample_nutpie(model, start, draws, tune, chains, cores, seed, target_accept
     )
 
 
-def _tidy(idata: xr.DataTree, model: pm.Model, y: np.ndarray) -> xr.DataTree:
+def _tidy(idata: xr.DataTree, spec: Spec, y: np.ndarray) -> xr.DataTree:
     """Keep the groups a user needs (posterior, sample_stats, observed_data); add observed_data where the
-    sampler (nutpie) left it out, and keep only the model's free variables in the posterior."""
+    sampler (nutpie) left it out, and keep only the parameters (MODEL.md names) in the posterior."""
     keep = {
         name: idata[name].to_dataset()
         for name in ("posterior", "sample_stats", "observed_data")
@@ -212,7 +262,7 @@ def _tidy(idata: xr.DataTree, model: pm.Model, y: np.ndarray) -> xr.DataTree:
     }
     if "observed_data" not in keep:
         keep["observed_data"] = xr.Dataset({"y": ("obs", y)}, coords={"obs": np.arange(len(y))})
-    keep["posterior"] = keep["posterior"][[v.name for v in model.free_RVs]]
+    keep["posterior"] = keep["posterior"][list(spec.param_names)]
     return xr.DataTree.from_dict({f"/{k}": v for k, v in keep.items()})
 
 
@@ -258,8 +308,16 @@ class Diagnostics:
         }
 
 
-def _worst(ds: xr.Dataset, how) -> dict[str, float]:
-    return {name: float(how(ds[name].values)) for name in ds.data_vars}
+def _worst(ds: xr.Dataset, how, fixed: dict[str, list[bool]]) -> dict[str, float]:
+    """The worst value per parameter, over the entries the model estimates (a fixed entry has no R-hat or
+    ESS: ``fixed`` comes from the posterior's attribute, written by :func:`sample_posterior`)."""
+    out = {}
+    for name in ds.data_vars:
+        values = ds[name].values.reshape(-1)
+        if name in fixed:
+            values = values[~np.asarray(fixed[name], bool)]
+        out[name] = float(how(values))
+    return out
 
 
 def diagnose(idata: xr.DataTree) -> Diagnostics:
@@ -270,9 +328,12 @@ def diagnose(idata: xr.DataTree) -> Diagnostics:
     """
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
-    r_hat = _worst(az.rhat(idata).to_dataset(), np.max) if chains > 1 else {}
-    ess_bulk = _worst(az.ess(idata, method="bulk").to_dataset(), np.min)
-    ess_tail = _worst(az.ess(idata, method="tail").to_dataset(), np.min)
+    fixed = json.loads(post.attrs.get("fixed", "{}"))
+    with warnings.catch_warnings():  # the constant entries the model fixes divide by a zero variance
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r_hat = _worst(az.rhat(idata).to_dataset(), np.max, fixed) if chains > 1 else {}
+        ess_bulk = _worst(az.ess(idata, method="bulk").to_dataset(), np.min, fixed)
+        ess_tail = _worst(az.ess(idata, method="tail").to_dataset(), np.min, fixed)
     stats = idata.sample_stats
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     problems = []
@@ -308,7 +369,15 @@ def posterior_sd(idata: xr.DataTree) -> dict[str, float]:
     The same summary as the Fisher information's and the MLE's standard errors in the studies.
     """
     post = idata.posterior
-    out = _summary_sd({name: post[name].std(dim=("chain", "draw")).values for name in post.data_vars})
+    fixed = json.loads(post.attrs.get("fixed", "{}"))
+
+    def sd(values, name):  # per entry; NaN for the entries the model fixes
+        out = np.asarray(values.std(dim=("chain", "draw")).values, float)
+        if name in fixed:
+            out = np.where(np.asarray(fixed[name], bool).reshape(out.shape), np.nan, out)
+        return out
+
+    out = _summary_sd({name: sd(post[name], name) for name in post.data_vars})
     if "tau" in post:
-        out["exp_tau"] = float(np.exp(post["tau"]).std().values)
+        out["exp_tau"] = _summary_sd({"e": sd(np.exp(post["tau"]), "tau")})["e"]
     return out

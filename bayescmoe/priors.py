@@ -17,7 +17,12 @@ The weakly informative defaults, :data:`WEAK_PRIORS`, and why:
   ``nu = 0`` removes the degenerate spike of a Gaussian component collapsing on
   one observation, which makes a mixture likelihood unbounded.
 * ``lam ~ Beta(1, 1)``: uniform on (0, 1); the constant-gating papers study lam*
-  near 0 (prompt vanishing) and a shrinking prior there would fake the effect.
+  near 0 (prompt vanishing) and a shrinking prior there would fake the effect.  With several prompts
+  (a spec written with ``[[prompts]]``) the weights of the frozen expert and of the prompts are
+  ``Dirichlet(1, ..., 1)``, uniform on the simplex, for the same reason; it is also the flat prior.
+
+With several prompts each prior applies to every estimated entry: the reference prompt's gate (no
+frozen expert) and ``b`` of a prompt without an intercept are not parameters and get none.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pytensor.tensor import TensorVariable
 from bayescmoe.exceptions import SpecError
 from bayescmoe.spec import Spec
 
-__all__ = ["Prior", "WEAK_PRIORS", "resolve_priors"]
+__all__ = ["Prior", "WEAK_PRIORS", "resolve_priors", "free_shape"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class Prior:
         cls = getattr(pm, self.distribution)
         # float64 arrays: pytensor would turn a Python float such as 2.5 into a float32 constant
         kwargs = {
-            k: np.asarray(v, dtype=np.float64) if isinstance(v, (int, float)) else v for k, v in self.kwargs.items()
+            k: np.asarray(v, dtype=np.float64) if isinstance(v, (int, float, list, tuple, np.ndarray)) else v
+            for k, v in self.kwargs.items()
         }
         return cls.dist(**kwargs, size=size)
 
@@ -102,6 +108,8 @@ def resolve_priors(spec: Spec, priors: str | Mapping[str, Any] | None) -> dict[s
         parameter names to a :class:`Prior` or a PyMC ``.dist()``; names it leaves
         out get the weakly informative default.
     """
+    if priors is not None and not isinstance(priors, (str, Mapping)):
+        raise SpecError(f"priors must be None, 'flat', 'weak' or a dict of priors, got {priors!r}")
     if priors is None or priors == "flat":
         chosen: dict[str, Any] = {name: Prior("Uniform", lower=lo, upper=hi) for name, (lo, hi) in spec.bounds.items()}
     elif priors == "weak":
@@ -119,8 +127,37 @@ def resolve_priors(spec: Spec, priors: str | Mapping[str, Any] | None) -> dict[s
     return {name: _as_dist(name, chosen[name], spec) for name in spec.param_names}
 
 
+def free_shape(spec: Spec, name: str) -> tuple[int, ...]:
+    """The shape of ``name``'s estimated entries: a row per estimated prompt for ``(K, d)`` parameters; for
+    ``lam`` with several prompts, the weights of every component (a point of the simplex)."""
+    shape = spec.layout.shapes[name]
+    if not spec.multi:
+        return shape
+    if name == "lam":
+        return (spec.K + 1,) if spec.has_pretrained else (spec.K,)
+    estimated = spec.layout.estimated(name)
+    if len(shape) == 2:
+        return (int(estimated.reshape(shape).any(axis=1).sum()), shape[1])
+    return (int(estimated.sum()),)
+
+
+def _simplex(spec: Spec) -> bool:
+    return spec.multi and spec.gating == "constant"
+
+
 def _as_dist(name: str, prior: Any, spec: Spec) -> TensorVariable:
-    size = spec.dim if name in ("beta", "eta") else None
+    shape = free_shape(spec, name)
+    if name == "lam" and _simplex(spec):
+        if isinstance(prior, Prior) and prior.distribution in ("Uniform", "Beta"):  # flat / weak: the uniform simplex
+            prior = Prior("Dirichlet", a=np.ones(shape[0]))
+        dist = prior.dist() if isinstance(prior, Prior) else prior
+        if not isinstance(dist, TensorVariable) or dist.type.shape[-1:] != shape:
+            raise SpecError(
+                f"prior for 'lam' with {spec.K} prompts is over the weights of every component: a Dirichlet of "
+                f"{shape[0]} concentrations (frozen expert first), e.g. bayescmoe.Prior('Dirichlet', a=[1.0] * {shape[0]})"
+            )
+        return dist
+    size = shape if shape else None
     if isinstance(prior, Prior):
         return prior.dist(size=size)
     if not isinstance(prior, TensorVariable) or prior.owner is None:
@@ -128,8 +165,8 @@ def _as_dist(name: str, prior: Any, spec: Spec) -> TensorVariable:
             f"prior for {name!r} must be a bayescmoe.Prior or a PyMC distribution made with .dist(), got {prior!r}"
         )
     if size is not None and prior.type.ndim == 0:
-        return change_dist_size(prior, (size,))
-    expected = (size,) if size is not None else ()
+        return change_dist_size(prior, size)
+    expected = shape
     static = prior.type.shape
     if len(static) != len(expected) or any(s is not None and s != e for s, e in zip(static, expected)):
         raise SpecError(f"prior for {name!r} has shape {static}; expected {expected or 'a scalar'}")

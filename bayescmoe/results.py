@@ -96,8 +96,10 @@ class FitResult:
 
     @property
     def stderr(self) -> dict[str, Any]:
-        """Standard errors from the observed information, keyed like :attr:`params`."""
-        return self.spec.layout.unpack(np.sqrt(np.diag(self.cov)))
+        """Standard errors from the observed information, keyed like :attr:`params` (NaN for the entries the
+        model fixes; the delta method for a constant gate's reference weight, one minus the others)."""
+        variances = self.spec.layout.full_variances(self.cov)
+        return {name: (float(np.sqrt(v)) if np.ndim(v) == 0 else np.sqrt(v)) for name, v in variances.items()}
 
     bse = stderr
 
@@ -134,10 +136,8 @@ class FitResult:
         Intervals are NaN where the standard error is (singular information or an
         estimate on a bound, where Wald intervals do not apply).
         """
-        half = _wald_z(alpha) * np.sqrt(np.diag(self.cov))
-        lower = self.spec.layout.unpack(self.theta - half)
-        upper = self.spec.layout.unpack(self.theta + half)
-        return {name: (lower[name], upper[name]) for name in self.spec.param_names}
+        z, params, se = _wald_z(alpha), self.params, self.stderr
+        return {name: (params[name] - z * se[name], params[name] + z * se[name]) for name in self.spec.param_names}
 
     # -- presentation ------------------------------------------------------------------------
     def summary(self, alpha: float = 0.05) -> str:
@@ -145,9 +145,13 @@ class FitResult:
         z = _wald_z(alpha)
         se = np.sqrt(np.diag(self.cov))
         level = f"{100 * (1 - alpha):g}%"
+        spec = self.spec
+        pre = spec.pretrained
+        f0 = "no frozen expert" if pre is None else f"f0 {pre.family}/{pre.expert or 'data'}"
+        experts = ", ".join(p.expert for p in spec.prompts)
         head = [
-            f"{self.method.upper()} of {self.spec.name}  ({self.spec.gating} gating, "
-            f"f0 {self.spec.pretrained.family}/{self.spec.pretrained.expert}, prompt {self.spec.prompt.expert})",
+            f"{self.method.upper()} of {spec.name}  ({spec.gating} gating, {f0}, "
+            f"prompt{'s' if spec.K > 1 else ''} {experts})",
             f"n = {self.nobs}   log-likelihood = {self.loglik:.6f}   AIC = {self.aic:.3f}   BIC = {self.bic:.3f}",
             f"{self.status} after {self.n_iter} {'EM' if self.method == 'em' else 'Newton'} iterations "
             f"({self.start}, {self.n_starts} "
@@ -159,8 +163,28 @@ class FitResult:
             interval = f"[{est - z * s:11.5g}, {est + z * s:11.5g}]" if np.isfinite(s) else f"{'-':>26}"
             flag = "  at bound" if bound else ""
             rows.append(f"{label:<{width}}  {est:12.6g}  {s:11.4g}  {interval:>27}{flag}")
-        notes = self._notes()
+        notes = self._fixed_entries() + self._notes()
         return "\n".join(head + [""] + rows + ([""] + notes if notes else []))
+
+    def _fixed_entries(self) -> list[str]:
+        """A line on the entries the model sets rather than estimates (several prompts only)."""
+        spec = self.spec
+        if not spec.multi:
+            return []
+        out = []
+        full = spec.layout.full_labels(spec.covariate_names, spec.prompt_names)
+        values, se = self.params, self.stderr
+        for name in spec.param_names:
+            estimated = spec.layout.estimated(name)
+            for label, flag, v, s in zip(full[name], estimated, np.ravel(values[name]), np.ravel(se[name])):
+                if not flag:
+                    out.append(f"{label} = {v:.6g}" + (f" (std err {s:.4g})" if np.isfinite(s) else ""))
+        if not out:
+            return []
+        why = "prompt 1 is the gate's reference" if not spec.has_pretrained else "b of prompts without an intercept"
+        return [
+            f"Set by the model, not estimated ({why}; the reference weight is one minus the others): " + ", ".join(out)
+        ]
 
     def _notes(self) -> list[str]:
         notes = []
@@ -207,8 +231,9 @@ class FitResult:
 
         def plain(v):
             v = np.asarray(v, dtype=float)
-            out = [None if not np.isfinite(x) else float(x) for x in v.reshape(-1)]
-            return out if v.ndim else out[0]
+            if v.ndim == 0:
+                return float(v) if np.isfinite(v) else None
+            return [plain(x) for x in v]
 
         return {
             "spec": self.spec.name,

@@ -53,16 +53,24 @@ class Rate:
         return str(Fraction(self.exponent).limit_denominator(64))
 
 
-def proposition_1(spec: Spec) -> bool | None:
+def proposition_1(spec: Spec, k: int | None = None) -> bool | None:
     """Proposition 1's verdict on distinguishability: True when f0 is not Gaussian, False when f0 is
     Gaussian and the prompt can reproduce its mean (the same expert, and an intercept if the
-    pre-trained one is not 0), None when it does not decide."""
+    pre-trained one is not 0), None when it does not decide (or there is no frozen expert, or its mean
+    is a model's predictions).  With several prompts: prompt ``k`` (0-based), or, by default, False if
+    any prompt can reproduce f0, True if none can, None otherwise."""
     pre = spec.pretrained
+    if pre is None:
+        return None
     if pre.family != "normal":
         return True
-    if pre.expert == spec.prompt.expert and (spec.prompt.intercept or pre.intercept == 0.0):
-        return False
-    return None
+    if pre.mean_from_data:
+        return None
+    verdicts = []
+    for prompt in spec.prompts if k is None else [spec.prompts[k]]:
+        same = pre.expert == prompt.expert and (prompt.intercept or pre.intercept == 0.0)
+        verdicts.append(False if same else None)
+    return False if False in verdicts else None
 
 
 def _kappa(spec: Spec, parameter: str) -> float:
@@ -93,7 +101,15 @@ def theoretical_rates(spec: Spec) -> dict[str, Rate]:
     params = [p for p in spec.param_names]
     if spec.gating == "softmax":
         params.insert(params.index("tau") + 1, "exp_tau")
-    out = {p: _rate(spec, p) for p in params}
+    if spec.K > 1 or not spec.has_pretrained or spec.pretrained.mean_from_data:
+        why = (
+            "the plain mixture of experts" if not spec.has_pretrained
+            else "a frozen expert given by a model's predictions" if spec.pretrained.mean_from_data
+            else f"{spec.K} prompts"
+        )  # fmt: skip
+        out = {p: Rate(p, None, f"{why}: the seeds state no exponent") for p in params}
+    else:
+        out = {p: _rate(spec, p) for p in params}
     out["density"] = Rate("density", 0.5, "density (Hellinger): 1/2 in every setting")
     return out
 

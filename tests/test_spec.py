@@ -22,6 +22,9 @@ NAMED = [
     "constant_gaussian_tanh_merging",
     "softmax_eta_merging_lf",
     "softmax_nu_merging_lf",
+    "laplace_two_prompts",
+    "plain_moe_two_experts",
+    "frozen_model_prompt",
 ]
 
 VALID = """
