@@ -93,11 +93,12 @@ def cmd_specs(args) -> int:
         print(json.dumps([s.to_dict() for s in specs], indent=2))
         return 0
     width = max(len(s.name) for s in specs)
-    print(f"{'name':<{width}}  {'gating':<8}  {'f0':<19}  {'prompt':<8}  d  description")
+    print(f"{'name':<{width}}  {'gating':<8}  {'f0':<19}  {'prompts':<15}  d  description")
     for s in specs:
-        f0 = f"{s.pretrained.family}/{s.pretrained.expert}"
+        f0 = "none" if s.pretrained is None else f"{s.pretrained.family}/{s.pretrained.expert or 'data'}"
+        prompts = ", ".join(p.expert + ("+b" if p.intercept and s.multi else "") for p in s.prompts)
         summary = s.description.splitlines()[0] if s.description else ""
-        print(f"{s.name:<{width}}  {s.gating:<8}  {f0:<19}  {s.prompt.expert:<8}  {s.dim}  {summary}")
+        print(f"{s.name:<{width}}  {s.gating:<8}  {f0:<19}  {prompts:<15}  {s.dim}  {summary}")
     return 0
 
 
@@ -121,9 +122,11 @@ def cmd_fit(args) -> int:
     import bayescmoe as bc
 
     spec = bc.load_spec(args.spec)
-    X, y = bc.read_csv(args.data, spec, x_columns=args.x_columns, y_column=args.y_column)
+    X, y, f0_mean, f0_scale = _read_data(bc, args, spec)
     estimator = {"mle": bc.fit_mle, "map": bc.fit_map, "em": bc.fit_em}[args.method]
-    fit = estimator(spec, X, y, init=args.init, n_starts=args.n_starts, seed=args.seed)
+    fit = estimator(
+        spec, X, y, init=args.init, n_starts=args.n_starts, seed=args.seed, f0_mean=f0_mean, f0_scale=f0_scale
+    )
     print(fit.to_json() if args.json else fit.summary(alpha=args.alpha))
     return 0 if fit.converged else 1
 
@@ -404,11 +407,13 @@ def cmd_check(args) -> int:
 
     spec = bc.load_spec(args.spec)
     dist = check_distinguishability(spec, seed=args.seed)
-    strong = {
-        e: check_strong_identifiability(e, seed=args.seed) for e in sorted({spec.prompt.expert, spec.pretrained.expert})
-    }
-    info = fisher_information(spec, n=args.n, n_mc=args.n_mc, seed=args.seed)
-    sd = info.asymptotic_sd(args.n)
+    experts = {p.expert for p in spec.prompts} | (
+        {spec.pretrained.expert} if spec.has_pretrained and not spec.pretrained.mean_from_data else set()
+    )
+    strong = {e: check_strong_identifiability(e, seed=args.seed) for e in sorted(experts)}
+    data_mean = spec.has_pretrained and spec.pretrained.mean_from_data
+    info = None if data_mean else fisher_information(spec, n=args.n, n_mc=args.n_mc, seed=args.seed)
+    sd = info.asymptotic_sd(args.n) if info is not None else {}
     least = None
     if args.least_favourable:
         from bayescmoe.minimax import least_favourable
@@ -428,19 +433,22 @@ def cmd_check(args) -> int:
             p: delta_scan(spec, deltas, parameter=p, n=args.n, n_mc=args.n_mc, seed=args.seed) for p in ("eta", "nu")
         }
     if args.json:
-        plain = lambda v: np.asarray(v).tolist()  # noqa: E731
+        plain = _finite_or_none
         out = {
             "spec": spec.name,
             "distinguishable": dist.distinguishable,
-            "smallest_singular_value": dist.smallest_singular_value,
+            "smallest_singular_value": plain(dist.smallest_singular_value),
             "tolerance": dist.tolerance,
             "proposition_1": dist.proposition_1,
             "explanation": dist.explanation,
+            "tests": {k: plain(v) for k, v in dist.by_point.items()},
             "strongly_identifiable": {e: r.strongly_identifiable for e, r in strong.items()},
-            "fisher": {
+            "fisher": None
+            if info is None
+            else {
                 "n": args.n,
                 "eigenvalues": plain(info.eigenvalues),
-                "condition_number": info.condition_number,
+                "condition_number": plain(info.condition_number),
                 "asymptotic_sd": {k: plain(v) for k, v in sd.items()},
                 "flattest_direction": info.flattest_direction(),
             },
@@ -461,21 +469,26 @@ def cmd_check(args) -> int:
             out["least_favourable_search"] = found
         print(json.dumps(out, indent=2, allow_nan=False))
         return 0
-    print(f"{spec.name}: {'DISTINGUISHABLE' if dist.distinguishable else 'NOT DISTINGUISHABLE'}")
+    verdict = {True: "DISTINGUISHABLE", False: "NOT DISTINGUISHABLE", None: "NOT TESTED"}[dist.distinguishable]
+    print(f"{spec.name}: {verdict}")
     print(f"  {dist.explanation}")
     for expert, r in strong.items():
         print(f"expert {expert}: {'strongly identifiable' if r.strongly_identifiable else 'NOT strongly identifiable'}")
         print(f"  {r.explanation}")
-    print(f"\nexpected Fisher information at the truth at n = {args.n} (Monte Carlo over {args.n_mc} draws):")
-    print("  eigenvalues: " + " ".join(f"{v:.3g}" for v in info.eigenvalues))
-    print(
-        f"  condition number {info.condition_number:.3g}; flattest direction: "
-        + ", ".join(f"{lab} {w:+.2f}" for lab, w in info.flattest_direction())
-    )
-    print(f"  asymptotic standard deviations at n = {args.n}:")
-    for name, value in sd.items():
-        shown = np.array2string(np.asarray(value), precision=4) if np.ndim(value) else f"{value:.4g}"
-        print(f"    {name:8s} {shown}")
+    if info is None:
+        print("\nthe expected Fisher information needs the frozen expert's mean function; this spec takes it from "
+              "the data (fit it, and read the observed information's standard errors)")  # fmt: skip
+    else:
+        print(f"\nexpected Fisher information at the truth at n = {args.n} (Monte Carlo over {args.n_mc} draws):")
+        print("  eigenvalues: " + " ".join(f"{v:.3g}" for v in info.eigenvalues))
+        print(
+            f"  condition number {info.condition_number:.3g}; flattest direction: "
+            + ", ".join(f"{lab} {w:+.2f}" for lab, w in info.flattest_direction())
+        )
+        print(f"  asymptotic standard deviations at n = {args.n}:")
+        for name, value in sd.items():
+            shown = np.array2string(np.asarray(value), precision=4) if np.ndim(value) else f"{value:.4g}"
+            print(f"    {name:8s} {shown}")
     if scan:
         print(
             "\nhow the asymptotic SDs scale with the distance Delta to the pre-trained expert (log-log slopes over "
@@ -486,6 +499,16 @@ def cmd_check(args) -> int:
     if least:
         _print_least_favourable(least)
     return 0
+
+
+def _finite_or_none(value):
+    """JSON-ready: nested lists of floats, NaN and infinities as None (entries the model fixes have no SD)."""
+    import numpy as np
+
+    value = np.asarray(value, dtype=float)
+    if value.ndim == 0:
+        return float(value) if np.isfinite(value) else None
+    return [_finite_or_none(v) for v in value]
 
 
 def _describe_truth(r) -> str:
@@ -534,11 +557,13 @@ def cmd_sample(args) -> int:
     if not out.parent.is_dir():
         raise BayescmoeError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist; create it first")
     spec = bc.load_spec(args.spec)
-    X, y = bc.read_csv(args.data, spec, x_columns=args.x_columns, y_column=args.y_column)
+    X, y, f0_mean, f0_scale = _read_data(bc, args, spec)
     idata = bc.sample_posterior(
         spec,
         X,
         y,
+        f0_mean=f0_mean,
+        f0_scale=f0_scale,
         priors=args.priors,
         draws=args.draws,
         tune=args.tune,
@@ -555,7 +580,9 @@ def cmd_sample(args) -> int:
         raise BayescmoeError(f"cannot write {args.out}: {err}") from None
     diag = diagnose(idata)
     diag.warn()
-    summary = az.summary(idata, ci_prob=0.95)
+    with warnings.catch_warnings():  # entries the model fixes are constant: no R-hat, no ESS
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = az.summary(idata, ci_prob=0.95)
     if args.json:
         print(
             json.dumps(
@@ -864,6 +891,29 @@ def _data_options(p: argparse.ArgumentParser) -> None:
         help="covariate columns, in order (default x1..xd)",
     )
     p.add_argument("--y-column", default="y", help="response column (default y)")
+    p.add_argument(
+        "--f0-mean-column",
+        default="f0_mean",
+        help='the frozen expert\'s mean per row, for a spec with mean = "data" (default f0_mean)',
+    )
+    p.add_argument(
+        "--f0-scale-column",
+        default="f0_scale",
+        help='the frozen expert\'s scale per row, for a spec with scale = "data" (default f0_scale)',
+    )
+
+
+def _read_data(bc, args, spec):
+    """X, y and the frozen expert's per-row mean and scale (None where the spec does not take them)."""
+    return bc.read_csv(
+        args.data,
+        spec,
+        x_columns=args.x_columns,
+        y_column=args.y_column,
+        with_f0=True,
+        f0_mean_column=args.f0_mean_column,
+        f0_scale_column=args.f0_scale_column,
+    )
 
 
 def _execution_options(p: argparse.ArgumentParser) -> None:

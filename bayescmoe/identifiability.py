@@ -421,7 +421,7 @@ def delta_scan(
     observations; vectors by the root mean square of their coordinates) and ``slopes``: the
     least-squares slopes of log SD (and log smallest eigenvalue) on log Delta.
     """
-    spec = load_spec(spec)
+    spec = load_spec(spec).require_one_prompt("the Delta scan")
     if parameter not in ("eta", "nu"):
         raise ValueError(f"parameter must be 'eta' or 'nu', got {parameter!r}")
     base = spec.truth_at(n)

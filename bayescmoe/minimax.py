@@ -288,7 +288,7 @@ def least_favourable(
     >>> round(lf.losses["exp_tau"].exponent), round(lf.losses["exp_tau"].spec_exponent)  # doctest: +SKIP
     (-2, -1)
     """
-    spec = load_spec(spec)
+    spec = load_spec(spec).require_one_prompt("the least favourable search")
     if parameter not in ("eta", "nu"):
         raise BayescmoeError(f"parameter must be 'eta' or 'nu', got {parameter!r}")
     if parameter == "nu" and spec.pretrained.family != "normal":

@@ -83,7 +83,10 @@ def mixture_logp_graph(gating: str, pretrained: bool, z, logp, logf0):
         log_norm = logsumexp(logits)
         log_w = [a - log_norm for a in logits]
     else:
-        log_w = [pt.log1p(-(z[0] if len(z) == 1 else pt.add(*z)) if z else pt.zeros_like(logp[0]))]
+        rest = (z[0] if len(z) == 1 else pt.add(*z)) if z else pt.zeros_like(logp[0])
+        # the reference's weight 1 - sum(lam) must stay positive: beyond, the density is undefined (NaN), which
+        # an optimiser's line search rejects (the box bounds each lam, not their sum)
+        log_w = [pt.switch(pt.lt(rest, 1.0), pt.log1p(-rest), np.nan)]
         log_w += [pt.log(zk) for zk in z]
     joint = [lw + lc for lw, lc in zip(log_w, components)]
     return logsumexp(joint), (joint[1:] if pretrained else joint)

@@ -124,6 +124,8 @@ def resolve_priors(spec: Spec, priors: str | Mapping[str, Any] | None) -> dict[s
         chosen = dict(WEAK_PRIORS) | dict(priors)
     else:
         raise SpecError(f"priors must be None, 'flat', 'weak' or a dict of priors, got {priors!r}")
+    if _simplex(spec) and not (isinstance(priors, Mapping) and "lam" in priors):  # flat and weak alike
+        chosen["lam"] = Prior("Dirichlet", a=np.ones(free_shape(spec, "lam")[0]))
     return {name: _as_dist(name, chosen[name], spec) for name in spec.param_names}
 
 
@@ -148,8 +150,6 @@ def _simplex(spec: Spec) -> bool:
 def _as_dist(name: str, prior: Any, spec: Spec) -> TensorVariable:
     shape = free_shape(spec, name)
     if name == "lam" and _simplex(spec):
-        if isinstance(prior, Prior) and prior.distribution in ("Uniform", "Beta"):  # flat / weak: the uniform simplex
-            prior = Prior("Dirichlet", a=np.ones(shape[0]))
         dist = prior.dist() if isinstance(prior, Prior) else prior
         if not isinstance(dist, TensorVariable) or dist.type.shape[-1:] != shape:
             raise SpecError(

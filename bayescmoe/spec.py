@@ -191,6 +191,20 @@ class Spec:
             groups.setdefault(prompt, []).append(k)
         return [g for g in groups.values() if len(g) > 1]
 
+    def require_one_prompt(self, what: str) -> Spec:
+        """``self``, if it has one prompt written with [prompt] and a frozen expert with a formula mean; else a
+        SpecError saying that ``what`` needs them (the setting of MODEL.md sections 1-5)."""
+        if self.multi or self.pretrained is None or self.pretrained.mean_from_data:
+            has = (
+                "no frozen expert" if self.pretrained is None
+                else "a frozen expert given by data" if self.pretrained.mean_from_data
+                else f"{self.K} prompt(s) written as [[prompts]]"
+            )  # fmt: skip
+            raise SpecError(
+                f"{what} is for one prompt ([prompt]) beside a frozen expert with a formula mean; {self.name} has {has}"
+            )
+        return self
+
     def single(self, k: int) -> Spec:
         """Prompt ``k`` (0-based) alone with the frozen expert, as a one-prompt spec (section 1) at the truth
         at n = 1000 (schedules applied, then dropped): the setting in which Definition 1 and the local

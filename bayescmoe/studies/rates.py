@@ -179,6 +179,11 @@ def run_rates(
         ``progress(done, total)`` after each fit (the CLI draws a bar with it).
     """
     spec = load_spec(spec)
+    if spec.has_pretrained and spec.pretrained.mean_from_data:
+        raise BayescmoeError(
+            f"a rate study simulates its data: {spec.name}'s frozen expert takes its mean from the data; "
+            "give it a formula mean (expert, eta) to simulate"
+        )
     start = start if isinstance(start, Start) else Start(start)
     if not (isinstance(reps, int) and reps >= 2):
         raise BayescmoeError(f"reps must be an integer >= 2 (slopes need a spread), got {reps!r}")

@@ -445,7 +445,7 @@ def widening(
     workers, scheduler :
         Local worker processes or a Dask scheduler's address (:mod:`bayescmoe.studies.executors`).
     """
-    spec = load_spec(spec)
+    spec = load_spec(spec).require_one_prompt("the widening study")
     deltas = sorted({float(d) for d in deltas})
     ns = sorted({int(n) for n in ns})
     if len(deltas) < 2 or deltas[0] <= 0:

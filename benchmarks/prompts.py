@@ -1,0 +1,111 @@
+"""Several prompts: fit_mle against warm pm.find_MAP on the model a PyMC user writes (pm.Mixture).
+
+    python benchmarks/prompts.py                       # laplace_two_prompts at n = 1e4 and 1e5, 5 timed calls
+    python benchmarks/prompts.py --ns 10000 --repeats 3
+
+On the same data (simulate(spec, n, seed=0)) and from the same start (the truth perturbed by
+N(0, 0.1^2), seeded, as benchmarks/run.py does), each method's median wall time after one untimed call
+(compilation) and the log-likelihood it reached, scored by bayescmoe.loglik.  The PyMC model is written
+as a user would: a pm.Mixture of the frozen Laplace expert and two Normal prompts, softmax weights with
+the frozen expert's logit 0, flat priors; find_MAP with its defaults (L-BFGS-B, jitter off).
+Results in benchmarks/results/prompts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run import machine, start_point  # noqa: E402
+
+SPEC = "laplace_two_prompts"
+
+
+def pymc_user_model(spec, X, y):
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from bayescmoe.experts import get_expert
+    from bayescmoe.families import get_family
+
+    pre = spec.pretrained
+    with pm.Model(coords={"prompt": list(spec.prompt_names), "covariate": list(spec.covariate_names)}) as model:
+        Xd = pm.Data("X", X)
+        beta = pm.Flat("beta", dims=("prompt", "covariate"))
+        tau = pm.Flat("tau", dims="prompt")
+        eta = pm.Flat("eta", dims=("prompt", "covariate"))
+        nu = pm.HalfFlat("nu", dims="prompt")
+        logits = pt.concatenate([pt.zeros((Xd.shape[0], 1)), Xd @ beta.T + tau], axis=1)
+        w = pm.math.softmax(logits, axis=1)
+        mu0 = get_expert(pre.expert)(Xd @ np.array(pre.eta) + pre.intercept)
+        comps = [get_family(pre.family).dist(mu0, pre.scale, pre.df)]
+        comps += [pm.Normal.dist(mu=get_expert(p.expert)(Xd @ eta[k]), sigma=pt.sqrt(nu[k]))
+                  for k, p in enumerate(spec.prompts)]  # fmt: skip
+        pm.Mixture("y", w=w, comp_dists=comps, observed=y)
+    return model
+
+
+def run_find_map(spec, X, y, start):
+    import pymc as pm
+
+    with pymc_user_model(spec, X, y), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        point = pm.find_MAP(initvals={k: np.asarray(v) for k, v in start.items()}, progressbar=False,
+                            return_inferencedata=False, jitter=False)  # fmt: skip
+    return {k: point[k] for k in spec.param_names}
+
+
+def run_fit_mle(spec, X, y, start):
+    import bayescmoe as bc
+
+    return bc.fit_mle(spec, X, y, init=start).params
+
+
+def main(argv=None) -> int:
+    import bayescmoe as bc
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ns", default="10000,100000")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    spec = bc.load_spec(SPEC)
+    methods = {"fit_mle": run_fit_mle, "find_MAP": run_find_map}
+    rows = []
+    for n in (int(v) for v in args.ns.split(",")):
+        X, y, _ = bc.simulate(spec, n, seed=0)
+        start = start_point(spec, n)
+        params = {m: f(spec, X, y, start) for m, f in methods.items()}  # compile, warm the caches
+        times = {m: [] for m in methods}
+        for _ in range(args.repeats):
+            for m, f in methods.items():
+                t0 = time.perf_counter()
+                params[m] = f(spec, X, y, start)
+                times[m].append(time.perf_counter() - t0)
+        row = {"spec": SPEC, "n": n}
+        for m in methods:
+            row[m] = {"median_s": statistics.median(times[m]), "times_s": times[m],
+                      "loglik": bc.loglik(spec, X, y, params[m])}  # fmt: skip
+        row["ratio"] = row["find_MAP"]["median_s"] / row["fit_mle"]["median_s"]
+        row["loglik_gap"] = row["fit_mle"]["loglik"] - row["find_MAP"]["loglik"]
+        rows.append(row)
+        print(f"n={n}: fit_mle {row['fit_mle']['median_s']:.3f} s, find_MAP {row['find_MAP']['median_s']:.3f} s "
+              f"({row['ratio']:.1f}x); loglik fit_mle - find_MAP = {row['loglik_gap']:+.3g}", flush=True)  # fmt: skip
+    out = HERE / "results" / "prompts.json"
+    out.write_text(json.dumps({"machine": machine(), "command": " ".join(["python"] + sys.argv), "rows": rows},
+                              indent=2) + "\n")  # fmt: skip
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
