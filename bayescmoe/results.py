@@ -181,10 +181,14 @@ class FitResult:
                     out.append(f"{label} = {v:.6g}" + (f" (std err {s:.4g})" if np.isfinite(s) else ""))
         if not out:
             return []
-        why = "prompt 1 is the gate's reference" if not spec.has_pretrained else "b of prompts without an intercept"
-        return [
-            f"Set by the model, not estimated ({why}; the reference weight is one minus the others): " + ", ".join(out)
-        ]
+        why = []
+        if not spec.has_pretrained:
+            why.append(
+                "prompt 1 is the gate's reference" if spec.gating == "softmax" else "lam[p1] is one minus the others"
+            )
+        if "b" in spec.param_names and not spec.layout.estimated("b").all():
+            why.append("a prompt without an intercept has b = 0")
+        return [f"Set by the model, not estimated ({'; '.join(why)}): " + ", ".join(out)]
 
     def _notes(self) -> list[str]:
         notes = []
