@@ -317,3 +317,31 @@ def test_plain_moe_optimum_is_at_least_flexmix():
     assert fit.converged and fit.loglik >= reference["loglik"] - 1e-9 * abs(reference["loglik"])
     for name, value in reference["params"].items():  # the same optimum, up to flexmix's EM tolerance
         np.testing.assert_allclose(fit.params[name], value, atol=0.01)
+
+
+@pytest.mark.parametrize("pretrained", ["student_t", None])
+def test_several_prompts_stay_finite_for_extreme_logits_and_responses(pretrained):
+    spec = make_multi_spec(K=2, gating="softmax", pretrained=pretrained)
+    X = np.array([[0.0, 0.0], [0.5, -0.5], [1.0, 1.0], [-1.0, 0.3]])
+    y = np.array([1e6, -1e6, 0.5, 3e5])
+    lik = Likelihood(spec, X, y)
+    truth = spec.truth_at(100)
+    for tau in (1e3, -1e3):
+        params = truth | {"beta": np.zeros((2, 2)), "tau": np.array([0.0 if pretrained is None else -tau, tau])}
+        theta = spec.layout.pack(params)
+        value, grad, hess = lik.value_grad_hess(theta)
+        assert value == pytest.approx(mixture_loglik(spec, X, y, spec.layout.unpack(theta)), rel=1e-12)
+        assert np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))
+
+
+def test_rate_studies_and_losses_with_several_prompts():
+    study = bc.run_rates("plain_moe_two_experts", [400, 1200], reps=2, seed=1)
+    assert len(study.rows) == 4 and all(r["converged"] for r in study.rows)
+    assert {"beta", "exp_tau", "eta", "b", "nu", "density"} <= set(study.rows[0]["losses"])
+    table = {r.parameter: r for r in bc.rate_table(study)}
+    assert table["eta"].theory is None and "plain mixture of experts" in table["eta"].theory_reason
+    assert table["density"].theory == 0.5
+    with pytest.raises(bc.BayescmoeError, match="a rate study simulates its data"):
+        bc.run_rates("frozen_model_prompt", [400, 1200], reps=2)
+    with pytest.raises(bc.SpecError, match="the widening study is for one prompt"):
+        bc.widening("laplace_two_prompts", [0.5, 1.0], [500], 1)
