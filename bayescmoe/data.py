@@ -16,7 +16,7 @@ import numpy as np
 from bayescmoe.exceptions import DataError
 from bayescmoe.spec import Spec
 
-__all__ = ["check_data", "check_f0", "read_csv", "write_csv"]
+__all__ = ["check_data", "check_f0", "read_columns", "read_csv", "write_csv"]
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -136,6 +136,45 @@ def check_f0(spec: Spec, X: np.ndarray, f0_mean: Any = None, f0_scale: Any = Non
     return tuple(out)
 
 
+def read_columns(path: str | Path, columns: Sequence[str] | None = None, *, hint: str = ""):
+    """Numeric columns of a CSV file with a header row: ``(names, values)``, ``values`` (rows, columns).
+
+    ``columns=None`` reads every column.  Errors name the file, the line and the column, and end with
+    ``hint`` (how to choose other columns) when a column is missing.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read data file {str(path)!r}: {err}") from None
+    if not header:
+        wanted = f"; expected a header row {','.join(columns)}" if columns else "; expected a header row"
+        raise DataError(f"{path}: the file is empty{wanted}")
+    header = [h.strip() for h in header]
+    wanted = list(header if columns is None else columns)
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
+            f"the header has {', '.join(header)}" + (f" ({hint})" if hint else "")
+        )
+    index = [header.index(c) for c in wanted]
+    values = np.empty((len(rows), len(index)))
+    for r, row in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {r + 2} has {len(row)} cells; the header has {len(header)}")
+        for j, i in enumerate(index):
+            try:
+                values[r, j] = float(row[i])
+            except ValueError:
+                raise DataError(
+                    f"{path}: line {r + 2}, column {header[i]!r} holds {row[i]!r}, which is not a number"
+                ) from None
+    return wanted, values
+
+
 def read_csv(
     path: str | Path,
     spec: Spec,
@@ -173,36 +212,8 @@ def read_csv(
     extra = []
     if with_f0 and pre is not None:
         extra = ([f0_mean_column] if pre.mean_from_data else []) + ([f0_scale_column] if pre.scale_from_data else [])
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"cannot read data file {str(path)!r}: {err}") from None
-    wanted = x_columns + [y_column] + extra
-    if not header:
-        raise DataError(f"{path}: the file is empty; expected a header row {','.join(wanted)}")
-    header = [h.strip() for h in header]
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        options = "--x-columns / --y-column" + (" / --f0-mean-column / --f0-scale-column" if extra else "")
-        raise DataError(
-            f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-            f"the header has {', '.join(header)} (choose columns with {options})"
-        )
-    index = [header.index(c) for c in wanted]
-    values = np.empty((len(rows), len(index)))
-    for r, row in enumerate(rows):
-        if len(row) != len(header):
-            raise DataError(f"{path}: line {r + 2} has {len(row)} cells; the header has {len(header)}")
-        for j, i in enumerate(index):
-            try:
-                values[r, j] = float(row[i])
-            except ValueError:
-                raise DataError(
-                    f"{path}: line {r + 2}, column {header[i]!r} holds {row[i]!r}, which is not a number"
-                ) from None
+    options = "--x-columns / --y-column" + (" / --f0-mean-column / --f0-scale-column" if extra else "")
+    _, values = read_columns(path, x_columns + [y_column] + extra, hint=f"choose columns with {options}")
     d = len(x_columns)
     X, y = values[:, :d], values[:, d]
     if not with_f0:

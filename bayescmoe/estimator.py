@@ -1,47 +1,90 @@
-"""A scikit-learn style estimator around :func:`bayescmoe.fit_mle`."""
+"""A scikit-learn style estimator: the contaminated MoE around a frozen pre-trained model.
+
+Two ways to say what to fit:
+
+* ``ContaminatedMoE(spec)``: a named setting or a TOML spec, its frozen expert a formula (or data);
+* ``ContaminatedMoE(pretrained=model, family="normal", scale=s, prompts=K)``: the frozen expert is a
+  fitted model (anything with ``predict(X)``), its predictive distribution ``family`` with scale ``s``
+  (a normal's variance, a Laplace's or Student-t's scale: :func:`bayescmoe.adapt.predictive_scale`
+  estimates it on held-out data), and ``K`` prompts (or a list of expert names) are gated on the
+  covariates.  ``pretrained=None`` is the plain softmax-gated mixture of ``K`` experts.
+
+The estimator follows scikit-learn's conventions: ``__init__`` only stores its arguments, ``fit``
+validates them, fitted state ends in ``_``, ``get_params``/``set_params`` and ``sklearn.base.clone``
+work (the clone shares the frozen model, which is never refitted), and it works in a ``Pipeline`` and
+with ``cross_val_score`` (``score`` is the mean log-likelihood: higher is better).  scikit-learn itself
+is not needed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import FitError
-from bayescmoe.experts import get_expert
+from bayescmoe.experts import EXPERTS, get_expert
+from bayescmoe.families import get_family
 from bayescmoe.mle import fit_mle
 from bayescmoe.objective import Likelihood
 from bayescmoe.results import FitResult
 from bayescmoe.simulate import gate_probability, mixture_weights, prompt_means
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.spec import Spec, load_spec, spec_from_dict
 
 __all__ = ["ContaminatedMoE"]
+
+_PARAMS = (
+    "spec", "pretrained", "family", "scale", "df", "prompts", "expert", "intercept", "gating", "standardize",
+    "init", "n_starts", "bounds", "maxiter", "random_state",
+)  # fmt: skip
 
 
 class ContaminatedMoE:
     """The contaminated mixture of experts as a scikit-learn style regressor.
 
-    ``__init__`` only stores its arguments; :meth:`fit` validates them and fits
-    the MLE; fitted state ends in ``_``.
-
     Parameters
     ----------
-    spec : Spec or str
-        The setting: a name from ``models/`` or a TOML path.  Its truth is not
-        used; its pre-trained expert, prompt structure and box are.
+    spec : Spec or str, optional
+        A setting (a name from ``models/`` or a TOML path): its truth is not used; its frozen expert,
+        prompts and box are.  Leave it out to build the model from the arguments below.
+    pretrained : object with ``predict(X)``, optional
+        The frozen pre-trained model; its predictions at each row are the frozen expert's mean.  ``None``
+        without a spec: the plain mixture of experts (prompt 1 the gate's reference).
+    family : {"normal", "laplace", "student_t"}
+        The frozen expert's predictive family around the model's predictions.
+    scale : float, optional
+        Its scale (normal: the variance); required with ``pretrained`` unless ``f0_scale=`` is given to
+        ``fit`` and ``predict`` (one value per row).
+    df : float, optional
+        Degrees of freedom, for ``student_t``.
+    prompts : int or list of str
+        K prompts of ``expert`` (and ``intercept``), or a list of expert names.
+    expert, intercept :
+        The prompts' mean function and whether they have an intercept (default linear with one).
+    gating : {"softmax", "constant"}
+    standardize : bool
+        Built models only: the gate and the prompts see the covariates standardised with the fitting
+        data's means and standard deviations (the frozen model always sees them as given); estimates are
+        in standardised units.
     init, n_starts, bounds, maxiter :
         As in :func:`bayescmoe.fit_mle`.
     random_state : int, optional
-        Seeds the random starts.
+        Seeds the random starts (and the predictive draws).
 
     Attributes
     ----------
+    spec_ : Spec
+        The setting fitted (built from the arguments when no spec was given).
     params_ : dict
         The estimates (MODEL.md names).
     fit_ : FitResult
         The full result (standard errors, log-likelihood, summary...).
-    converged_, n_iter_ :
-        From the optimiser.
+    converged_, n_iter_, n_features_in_ :
+        From the optimiser and the data.
+    idata_ :
+        After :meth:`sample_posterior`: the posterior (an ArviZ ``DataTree``).
 
     Examples
     --------
@@ -54,8 +97,17 @@ class ContaminatedMoE:
 
     def __init__(
         self,
-        spec: Spec | str,
+        spec: Spec | str | None = None,
         *,
+        pretrained: Any = None,
+        family: str = "normal",
+        scale: float | None = None,
+        df: float | None = None,
+        prompts: int | list[str] = 1,
+        expert: str = "linear",
+        intercept: bool = True,
+        gating: str = "softmax",
+        standardize: bool = True,
         init: Any = "multistart",
         n_starts: int = 10,
         bounds: dict | None = None,
@@ -63,42 +115,145 @@ class ContaminatedMoE:
         random_state: int | None = None,
     ):
         self.spec = spec
+        self.pretrained = pretrained
+        self.family = family
+        self.scale = scale
+        self.df = df
+        self.prompts = prompts
+        self.expert = expert
+        self.intercept = intercept
+        self.gating = gating
+        self.standardize = standardize
         self.init = init
         self.n_starts = n_starts
         self.bounds = bounds
         self.maxiter = maxiter
         self.random_state = random_state
 
+    # -- scikit-learn's protocol ----------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's arguments (scikit-learn's convention)."""
-        keys = ("spec", "init", "n_starts", "bounds", "maxiter", "random_state")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in _PARAMS}
 
     def set_params(self, **params: Any) -> ContaminatedMoE:
         for key, value in params.items():
-            if key not in self.get_params():
-                raise ValueError(f"unknown parameter {key!r}; valid: {', '.join(self.get_params())}")
+            if key not in _PARAMS:
+                raise ValueError(f"unknown parameter {key!r}; valid: {', '.join(_PARAMS)}")
             setattr(self, key, value)
         return self
 
+    def __sklearn_clone__(self) -> ContaminatedMoE:
+        """An unfitted copy with the same arguments; the frozen model is shared, never refitted."""
+        return type(self)(**self.get_params(deep=False))
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags of a regressor (asked for by scikit-learn only, so it is installed then)."""
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.get_params().items() if v is not None and k != "spec"}
+        head = (
+            [repr(self.spec if isinstance(self.spec, str) else getattr(self.spec, "name", None))] if self.spec else []
+        )
+        return f"ContaminatedMoE({', '.join(head + [f'{k}={v!r}' for k, v in shown.items()][:6])})"
+
+    # -- building the model -----------------------------------------------------------------------
+    def _build_spec(self, d: int) -> Spec:
+        """The setting the arguments describe (their truth is a neutral placeholder: only fits use it)."""
+        if isinstance(self.prompts, (int, np.integer)) and not isinstance(self.prompts, bool):
+            if self.prompts < 1:
+                raise FitError(f"prompts must be at least 1, got {self.prompts}")
+            experts = [self.expert] * int(self.prompts)
+        else:
+            experts = list(self.prompts)
+        for name in experts:
+            if name not in EXPERTS:
+                raise FitError(f"unknown expert {name!r}; choose one of {', '.join(sorted(EXPERTS))}")
+        K = len(experts)
+        truth: dict[str, Any] = {"eta": [[0.0] * d] * K, "nu": [1.0] * K}
+        if self.intercept:
+            truth["b"] = [0.0] * K
+        if self.gating == "softmax":
+            truth |= {"beta": [[0.0] * d] * K, "tau": [0.0] * K}
+        else:
+            truth["lam"] = [0.5 / K] * K
+        data: dict[str, Any] = {
+            "name": "ContaminatedMoE",
+            "description": "built by bayescmoe.ContaminatedMoE from its arguments",
+            "dim": d,
+            "gating": self.gating,
+            "prompts": [{"expert": e, "intercept": bool(self.intercept)} for e in experts],
+            "covariates": {"distribution": "normal"},
+            "truth": truth,
+            "bounds": dict(self.bounds or {}),
+        }
+        if self.pretrained is not None:
+            if not hasattr(self.pretrained, "predict"):
+                raise FitError(
+                    f"pretrained must be a fitted model with predict(X), got {type(self.pretrained).__name__}"
+                )
+            data["pretrained"] = {
+                "family": self.family,
+                "mean": "data",
+                "scale": "data" if self.scale is None else self.scale,
+            }
+            if self.df is not None:
+                data["pretrained"]["df"] = self.df
+        return spec_from_dict(data, source="ContaminatedMoE arguments")
+
+    def _covariates(self, X: Any, fitting: bool = False) -> np.ndarray:
+        """The gate's and prompts' covariates: standardised for a built model, else as given (checked)."""
+        X = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
+        if self._built and self.standardize:
+            if fitting:
+                self.center_ = X.mean(axis=0)
+                spread = X.std(axis=0)
+                self.spread_ = np.where(spread > 0, spread, 1.0)
+            X = (X - self.center_) / self.spread_
+        return check_data(self.spec_, X, np.zeros(X.shape[0]))[0]
+
+    def _frozen(self, X: Any, Xs: np.ndarray, f0_mean: Any, f0_scale: Any, need_scale: bool = True):
+        """The frozen expert's mean and scale at each row (None where the spec has them as formulas)."""
+        if self._built and self.pretrained is not None:
+            if f0_mean is None:
+                raw = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
+                f0_mean = self.pretrained.predict(raw)
+            if self.scale is None and f0_scale is None and need_scale:
+                raise FitError(
+                    "the frozen model's predictive scale is unknown: give scale= (estimate it on held-out data "
+                    "with bayescmoe.adapt.predictive_scale) or f0_scale= per row"
+                )
+        pre = self.spec_.pretrained
+        if not need_scale and pre is not None and pre.scale_from_data and f0_scale is None:
+            f0_scale = np.ones(len(Xs))  # not used: the caller needs the means only
+        return check_f0(self.spec_, Xs, f0_mean, f0_scale)
+
+    # -- fitting ----------------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> ContaminatedMoE:
         """Fit the MLE; returns ``self``.
 
-        ``f0_mean`` / ``f0_scale``: for a spec whose frozen expert's mean (scale) comes with the data, one
-        value per row (the mean also as a fitted model with ``predict(X)``).
+        ``f0_mean`` / ``f0_scale``: the frozen expert's mean (scale) at each row, for a spec that takes
+        them from the data (the mean also as a fitted model with ``predict(X)``); with ``pretrained`` the
+        mean is ``pretrained.predict(X)``.
         """
-        self.spec_ = load_spec(self.spec)
+        self._built = self.spec is None
+        d = np.shape(X)[1] if np.ndim(X) == 2 else 1
+        self.spec_ = self._build_spec(d) if self._built else load_spec(self.spec)
+        Xs = self._covariates(X, fitting=True)
+        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
         self.fit_: FitResult = fit_mle(
             self.spec_,
-            X,
+            Xs,
             y,
             init=self.init,
             n_starts=self.n_starts,
             seed=self.random_state,
-            bounds=self.bounds,
+            bounds=None if self._built else self.bounds,
             maxiter=self.maxiter,
-            f0_mean=f0_mean,
-            f0_scale=f0_scale,
+            f0_mean=mean0,
+            f0_scale=scale0,
         )
         self.params_ = self.fit_.params
         self.converged_ = self.fit_.converged
@@ -111,15 +266,29 @@ class ContaminatedMoE:
             raise FitError("this ContaminatedMoE is not fitted yet; call fit(X, y) first")
         return self.spec_
 
-    def _X(self, X: Any) -> np.ndarray:
-        spec = self._fitted()
-        return check_data(spec, X, np.zeros(np.shape(X)[0] if np.ndim(X) else 0))[0]
-
+    # -- prediction ---------------------------------------------------------------------------------------
     def predict_gate(self, X: Any) -> np.ndarray:
         """The prompts' weights for each row of ``X``: ``g(x)`` (n,) for one prompt written with ``[prompt]``,
         else (n, K)."""
-        X = self._X(X)
-        return gate_probability(self.spec_, X, self.params_)
+        spec = self._fitted()
+        return gate_probability(spec, self._covariates(X), self.params_)
+
+    def _components(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
+        """Per row: the weights (n, C), the components' means (n, C) and scales (n, C) (SDs for the prompts,
+        the family's own scale for f0, a normal's variance), frozen expert first when there is one."""
+        spec = self._fitted()
+        Xs = self._covariates(X)
+        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale, need_scale)
+        weights = mixture_weights(spec, Xs, self.params_)
+        means = prompt_means(spec, Xs, self.params_)
+        sds = np.tile(np.sqrt(np.atleast_1d(np.asarray(self.params_["nu"], float))), (len(Xs), 1))
+        pre = spec.pretrained
+        if pre is not None:
+            if mean0 is None:
+                mean0 = get_expert(pre.expert)(Xs @ np.array(pre.eta) + pre.intercept)
+            s0 = scale0 if scale0 is not None else np.full(len(Xs), pre.scale)
+            means, sds = np.column_stack([mean0, means]), np.column_stack([s0, sds])
+        return weights, means, sds
 
     def predict(self, X: Any, f0_mean: Any = None) -> np.ndarray:
         """The mixture mean ``w_0(x) m0(x) + sum_k w_k(x) h_k(x)`` for each row of ``X``.
@@ -128,23 +297,131 @@ class ContaminatedMoE:
         with ``df <= 1`` has none: NaN is returned then).  ``f0_mean``: the frozen expert's mean at these
         rows, for a spec that takes it from the data.
         """
-        X = self._X(X)
+        weights, means, _ = self._components(X, f0_mean, need_scale=False)
+        pre = self.spec_.pretrained
+        if pre is not None and pre.family == "student_t" and pre.df <= 1.0:
+            means[:, 0] = np.nan
+        return (weights * means).sum(axis=1)
+
+    def _cdf(self, q: np.ndarray, weights, means, sds) -> np.ndarray:
+        out = np.zeros_like(q)
         spec = self.spec_
-        weights = mixture_weights(spec, X, self.params_)
-        out = (weights[:, -spec.K :] * prompt_means(spec, X, self.params_)).sum(axis=1)
-        pre = spec.pretrained
-        if pre is not None:
-            mean0, _ = check_f0(spec, X, f0_mean, None if not pre.scale_from_data else np.ones(len(X)))
-            if mean0 is None:
-                mean0 = get_expert(pre.expert)(X @ np.array(pre.eta) + pre.intercept)
-            if pre.family == "student_t" and pre.df <= 1.0:
-                mean0 = np.full(len(X), np.nan)
-            out = out + weights[:, 0] * mean0
+        start = 0
+        if spec.pretrained is not None:
+            pre = spec.pretrained
+            scale = sds[:, 0]
+            z = (q - means[:, 0]) / (np.sqrt(scale) if pre.family == "normal" else scale)
+            if pre.family == "normal":
+                cdf0 = special.ndtr(z)
+            elif pre.family == "laplace":
+                cdf0 = np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0)), 1 - 0.5 * np.exp(-np.maximum(z, 0)))
+            else:
+                cdf0 = special.stdtr(pre.df, z)
+            out += weights[:, 0] * cdf0
+            start = 1
+        for k in range(start, weights.shape[1]):
+            out += weights[:, k] * special.ndtr((q - means[:, k]) / sds[:, k])
         return out
+
+    def predict_interval(self, X: Any, alpha: float = 0.1, f0_mean: Any = None, f0_scale: Any = None):
+        """The plug-in predictive ``1 - alpha`` interval of y at each row: the mixture's ``alpha/2`` and
+        ``1 - alpha/2`` quantiles (bisection on its CDF).  Returns ``(lower, upper)``."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
+        self._fitted()
+        weights, means, sds = self._components(X, f0_mean, f0_scale)
+        width = 40.0 * np.max(np.where(np.isfinite(sds), sds, 1.0), axis=1) + 40.0
+        bounds = []
+        for p in (alpha / 2, 1 - alpha / 2):
+            lo, hi = means.min(axis=1) - width, means.max(axis=1) + width
+            for _ in range(80):
+                mid = 0.5 * (lo + hi)
+                below = self._cdf(mid, weights, means, sds) < p
+                lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+            bounds.append(0.5 * (lo + hi))
+        return bounds[0], bounds[1]
+
+    def sample_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
+        """Draws of y at each row from the fitted (plug-in) mixture: an array (n_draws, n)."""
+        self._fitted()
+        weights, means, sds = self._components(X, f0_mean, f0_scale)
+        rng = np.random.default_rng(self.random_state)
+        n = len(weights)
+        chosen = (rng.random((n_draws, n, 1)) > np.cumsum(weights, axis=1)[None]).sum(axis=2)
+        chosen = np.minimum(chosen, weights.shape[1] - 1)
+        draws = rng.standard_normal((n_draws, n))
+        if self.spec_.pretrained is not None:
+            pre = self.spec_.pretrained
+            base = get_family(pre.family).sample(rng, np.zeros((n_draws, n)), 1.0, pre.df)
+            scale0 = np.sqrt(sds[:, 0]) if pre.family == "normal" else sds[:, 0]
+            draws = np.where(
+                chosen == 0, base * scale0, draws * np.take_along_axis(sds[None], chosen[..., None], 2)[..., 0]
+            )
+        else:
+            draws = draws * np.take_along_axis(sds[None], chosen[..., None], 2)[..., 0]
+        return (
+            np.take_along_axis(np.broadcast_to(means, (n_draws,) + means.shape), chosen[..., None], 2)[..., 0] + draws
+        )
 
     def score(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> float:
         """Mean log-likelihood per observation (higher is better)."""
+        return float(np.mean(self.score_samples(X, y, f0_mean, f0_scale)))
+
+    def score_samples(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> np.ndarray:
+        """Each row's log-likelihood under the fitted model."""
+        return self._likelihood(X, y, f0_mean, f0_scale).loglik_rows(self.spec_.layout.pack(self.params_))
+
+    def _likelihood(self, X: Any, y: Any, f0_mean: Any, f0_scale: Any) -> Likelihood:
         spec = self._fitted()
-        X, y = check_data(spec, X, y)
-        f0_mean, f0_scale = check_f0(spec, X, f0_mean, f0_scale)
-        return Likelihood(spec, X, y, f0_mean, f0_scale).value(spec.layout.pack(self.params_)) / len(y)
+        Xs = self._covariates(X)
+        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
+        _, y = check_data(spec, Xs, y)
+        return Likelihood(spec, Xs, y, mean0, scale0)
+
+    # -- the posterior --------------------------------------------------------------------------------------
+    def sample_posterior(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, **kwargs: Any):
+        """NUTS from the fitted MLE (:func:`bayescmoe.sample_posterior`, whose keywords it passes on); the
+        ``DataTree`` is kept as ``idata_`` and returned."""
+        from bayescmoe.posterior import sample_posterior
+
+        spec = self._fitted()
+        Xs = self._covariates(X)
+        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
+        kwargs.setdefault("seed", self.random_state)
+        self.idata_ = sample_posterior(spec, Xs, y, init=self.fit_, f0_mean=mean0, f0_scale=scale0, **kwargs)
+        return self.idata_
+
+    def _posterior_draws(self, max_draws: int) -> list[np.ndarray]:
+        if not hasattr(self, "idata_"):
+            raise FitError("no posterior yet; call sample_posterior(X, y) first")
+        post, spec = self.idata_.posterior, self.spec_
+        arrays = {name: post[name].values.reshape((-1,) + post[name].shape[2:]) for name in spec.param_names}
+        total = next(iter(arrays.values())).shape[0]
+        keep = np.linspace(0, total - 1, min(max_draws, total)).round().astype(int)
+        return [spec.layout.pack({k: v[i] for k, v in arrays.items()}) for i in keep]
+
+    def log_predictive_density(
+        self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, max_draws: int = 1000
+    ) -> np.ndarray:
+        """Each row's posterior predictive log density, ``log mean_s p(y | x, theta_s)`` over posterior draws."""
+        lik = self._likelihood(X, y, f0_mean, f0_scale)
+        rows = np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
+        return special.logsumexp(rows, axis=0) - np.log(len(rows))
+
+    def posterior_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
+        """Draws of y at each row from the posterior predictive: each from its own posterior draw (n_draws, n)."""
+        thetas = self._posterior_draws(n_draws)
+        fitted = self.params_
+        out = []
+        try:
+            for i, theta in enumerate(thetas):
+                self.params_ = self.spec_.layout.unpack(theta)
+                seed = None if self.random_state is None else (self.random_state, i)
+                keep, self.random_state = self.random_state, seed
+                try:
+                    out.append(self.sample_predictive(X, 1, f0_mean, f0_scale)[0])
+                finally:
+                    self.random_state = keep
+        finally:
+            self.params_ = fitted
+        return np.array(out)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -218,6 +219,20 @@ def _relabel(spec: Spec, idata: xr.DataTree, start: dict[str, np.ndarray]) -> np
 
 
 def _sample_pymc(model, start, draws, tune, chains, cores, seed, target_accept, progressbar):
+    # without its progress bar PyMC is quiet too: its INFO lines ("Initializing NUTS...") would break the
+    # progress a study draws on the same stderr
+    log = logging.getLogger("pymc")
+    level = log.level
+    if not progressbar:
+        log.setLevel(max(level, logging.WARNING))
+    try:
+        with model:
+            return _pm_sample(model, start, draws, tune, chains, cores, seed, target_accept, progressbar)
+    finally:
+        log.setLevel(level)
+
+
+def _pm_sample(model, start, draws, tune, chains, cores, seed, target_accept, progressbar):
     with model:
         return pm.sample(
             draws=draws,

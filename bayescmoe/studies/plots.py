@@ -16,7 +16,7 @@ from bayescmoe.studies.rates import RateRow, RateStudy
 from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
 from bayescmoe.theory import proposition_1
 
-__all__ = ["plot_study", "plot_widening"]
+__all__ = ["plot_study", "plot_widening", "plot_gate"]
 
 LABELS = {
     "beta": r"$\|\hat\beta - \beta^*\|$",
@@ -242,3 +242,37 @@ def _plot_pair(pair, directory: Path) -> list[Path]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
+
+
+def plot_gate(estimator, X, columns: tuple[int, int] = (0, 1), names: list[str] | None = None, f0_mean=None, path=None):
+    """Where the gate opens: each row of ``X`` over two of its covariates, coloured by each prompt's gate
+    weight ``g_k(x)`` (a panel per prompt; with a frozen model, a first panel of its weight).
+
+    ``estimator`` is a fitted :class:`bayescmoe.ContaminatedMoE`; ``names`` label the covariates.  Returns
+    the matplotlib figure (also written to ``path`` when given).
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights, _, _ = estimator._components(X, f0_mean, need_scale=False)
+    X = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
+    frozen = estimator.spec_.pretrained is not None
+    labels = (["frozen model"] if frozen else []) + [
+        f"prompt {k + 1}" for k in range(weights.shape[1] - (1 if frozen else 0))
+    ]
+    names = names or [f"x{j + 1}" for j in range(X.shape[1])]
+    i, j = columns
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.4), sharex=True, sharey=True,
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    for ax, label, w in zip(axes[0], labels, weights.T):
+        points = ax.scatter(X[:, i], X[:, j], c=w, s=6, cmap="viridis", vmin=0.0, vmax=1.0, rasterized=True)
+        ax.set_title(f"{label}: mean weight {w.mean():.2f}", fontsize=9)
+        ax.set_xlabel(names[i])
+    axes[0, 0].set_ylabel(names[j])
+    fig.colorbar(points, ax=axes[0].tolist(), label="gate weight", shrink=0.9)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
