@@ -95,13 +95,19 @@ def prompt_overlap(est: ContaminatedMoE, X: Any, f0_mean: Any = None, f0_scale: 
         raise BayescmoeError("prompt_overlap needs a frozen model: this is the plain mixture of experts")
     pre = spec.pretrained
     family = get_family(pre.family)
-    nodes, wq = np.polynomial.legendre.leggauss(400)
+    nodes, wq = np.polynomial.legendre.leggauss(64)
+    width0 = np.sqrt(scales[:, 0]) if pre.family == "normal" else scales[:, 0]  # f0's SD, or its scale
     out = []
     for k in range(1, weights.shape[1]):
-        # sqrt(f0 f_k) <= sqrt(max f0) sqrt(f_k): the prompt's +-12 SDs hold all of the integral that counts
+        # sqrt(f0 f_k) <= sqrt(max f0) sqrt(f_k): the prompt's +-12 SDs hold all of the integral that counts;
+        # Gauss-Legendre on pieces between breakpoints at f0's location +- multiples of its width, so that a
+        # frozen density much narrower than the prompt is resolved too
         lo, hi = means[:, k] - 12.0 * scales[:, k], means[:, k] + 12.0 * scales[:, k]
-        grid = (lo + hi)[:, None] / 2 + (hi - lo)[:, None] / 2 * nodes
-        dx = (hi - lo)[:, None] / 2 * wq
+        marks = means[:, [0]] + width0[:, None] * np.array([-12.0, -3.0, -1.0, 0.0, 1.0, 3.0, 12.0])
+        edges = np.sort(np.column_stack([lo, np.clip(marks, lo[:, None], hi[:, None]), hi]), axis=1)
+        a, b = edges[:, :-1, None], edges[:, 1:, None]
+        grid = ((a + b) / 2 + (b - a) / 2 * nodes).reshape(len(lo), -1)
+        dx = ((b - a) / 2 * wq).reshape(len(lo), -1)
         log0 = family.logpdf(grid, means[:, [0]], scales[:, [0]], pre.df)
         logk = stats.norm.logpdf(grid, means[:, [k]], scales[:, [k]])
         affinity = np.sum(np.exp(0.5 * (log0 + logk)) * dx, axis=1)
@@ -216,6 +222,8 @@ def compare_prompts(
         raise BayescmoeError("give the frozen model (pretrained=) or its predictions (f0_mean=)")
     if scale is None:
         raise BayescmoeError("give the frozen model's predictive scale= (bayescmoe.adapt.predictive_scale)")
+    if get_family(family).needs_df and df is None:
+        raise BayescmoeError(f"family {family!r} needs its degrees of freedom: give df=")
     mean = np.asarray(pretrained.predict(X) if f0_mean is None else f0_mean, dtype=float)
     if mean.shape != y.shape:
         raise DataError(f"f0_mean must have one value per row ({len(y)}), got shape {mean.shape}")

@@ -41,6 +41,10 @@ _PARAMS = (
 )  # fmt: skip
 
 
+def _array(X: Any) -> np.ndarray:
+    return np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
+
+
 class ContaminatedMoE:
     """The contaminated mixture of experts as a scikit-learn style regressor.
 
@@ -205,8 +209,8 @@ class ContaminatedMoE:
 
     def _covariates(self, X: Any, fitting: bool = False) -> np.ndarray:
         """The gate's and prompts' covariates: standardised for a built model, else as given (checked)."""
-        X = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
-        if self._built and self.standardize:
+        X = _array(X)
+        if self.standardize_:
             if fitting:
                 self.center_ = X.mean(axis=0)
                 spread = X.std(axis=0)
@@ -216,11 +220,12 @@ class ContaminatedMoE:
 
     def _frozen(self, X: Any, Xs: np.ndarray, f0_mean: Any, f0_scale: Any, need_scale: bool = True):
         """The frozen expert's mean and scale at each row (None where the spec has them as formulas)."""
-        if self._built and self.pretrained is not None:
+        if f0_mean is not None and hasattr(f0_mean, "predict"):
+            f0_mean = f0_mean.predict(_array(X))  # a fitted model sees the covariates as given, never standardised
+        if self.pretrained_ is not None:
             if f0_mean is None:
-                raw = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
-                f0_mean = self.pretrained.predict(raw)
-            if self.scale is None and f0_scale is None and need_scale:
+                f0_mean = self.pretrained_.predict(_array(X))
+            if self.scale_ is None and f0_scale is None and need_scale:
                 raise FitError(
                     "the frozen model's predictive scale is unknown: give scale= (estimate it on held-out data "
                     "with bayescmoe.adapt.predictive_scale) or f0_scale= per row"
@@ -241,6 +246,11 @@ class ContaminatedMoE:
         self._built = self.spec is None
         d = np.shape(X)[1] if np.ndim(X) == 2 else 1
         self.spec_ = self._build_spec(d) if self._built else load_spec(self.spec)
+        # what prediction uses is fixed at fit: set_params afterwards changes the next fit only
+        self.__dict__.pop("idata_", None)  # a posterior of an earlier fit is not this fit's
+        self.standardize_ = self._built and bool(self.standardize)
+        self.pretrained_ = self.pretrained if self._built else None
+        self.scale_ = self.scale
         Xs = self._covariates(X, fitting=True)
         mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
         self.fit_: FitResult = fit_mle(
@@ -330,11 +340,20 @@ class ContaminatedMoE:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
         self._fitted()
         weights, means, sds = self._components(X, f0_mean, f0_scale)
-        width = 40.0 * np.max(np.where(np.isfinite(sds), sds, 1.0), axis=1) + 40.0
+        width = 10.0 * np.max(np.where(np.isfinite(sds), sds, 1.0), axis=1) + 1.0
         bounds = []
         for p in (alpha / 2, 1 - alpha / 2):
             lo, hi = means.min(axis=1) - width, means.max(axis=1) + width
-            for _ in range(80):
+            for _ in range(200):  # widen the bracket until it holds the quantile (heavy tails: a Student-t f0)
+                low = self._cdf(lo, weights, means, sds) > p
+                high = self._cdf(hi, weights, means, sds) < p
+                if not (low.any() or high.any()):
+                    break
+                lo = np.where(low, lo - 2.0 * (hi - lo), lo)
+                hi = np.where(high, hi + 2.0 * (hi - lo), hi)
+            for _ in range(200):
+                if np.all(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi) + np.abs(lo))):
+                    break
                 mid = 0.5 * (lo + hi)
                 below = self._cdf(mid, weights, means, sds) < p
                 lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
@@ -408,20 +427,33 @@ class ContaminatedMoE:
         rows = np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
         return special.logsumexp(rows, axis=0) - np.log(len(rows))
 
-    def posterior_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
-        """Draws of y at each row from the posterior predictive: each from its own posterior draw (n_draws, n)."""
-        thetas = self._posterior_draws(n_draws)
-        fitted = self.params_
-        out = []
+    def _over_draws(self, thetas: list[np.ndarray], compute) -> list[Any]:
+        """``compute(i)`` with the estimates set to each posterior draw in turn (restored afterwards)."""
+        fitted, out = self.params_, []
         try:
             for i, theta in enumerate(thetas):
                 self.params_ = self.spec_.layout.unpack(theta)
-                seed = None if self.random_state is None else (self.random_state, i)
-                keep, self.random_state = self.random_state, seed
-                try:
-                    out.append(self.sample_predictive(X, 1, f0_mean, f0_scale)[0])
-                finally:
-                    self.random_state = keep
+                out.append(compute(i))
         finally:
             self.params_ = fitted
-        return np.array(out)
+        return out
+
+    def posterior_mean(self, X: Any, f0_mean: Any = None, max_draws: int = 1000) -> np.ndarray:
+        """The posterior predictive mean of y at each row: the mixture mean averaged over posterior draws."""
+        thetas = self._posterior_draws(max_draws)
+        return np.mean(self._over_draws(thetas, lambda i: self.predict(X, f0_mean)), axis=0)
+
+    def posterior_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
+        """Draws of y at each row from the posterior predictive: each from its own posterior draw (n_draws, n)."""
+        thetas = self._posterior_draws(n_draws)
+        rng = np.random.default_rng(self.random_state)
+        seeds = rng.integers(0, 2**63, size=len(thetas))
+
+        def draw(i):
+            keep, self.random_state = self.random_state, int(seeds[i])
+            try:
+                return self.sample_predictive(X, 1, f0_mean, f0_scale)[0]
+            finally:
+                self.random_state = keep
+
+        return np.array(self._over_draws(thetas, draw))

@@ -140,6 +140,40 @@ def test_predictive_interval_covers_new_data_and_matches_draws(data):
         est.predict_interval(X_new, alpha=1.5)
 
 
+@pytest.mark.parametrize(
+    ("family", "df", "quantile"),
+    [("laplace", None, lambda q, m, s: stats.laplace.ppf(q, m, s)),
+     ("student_t", 1.0, lambda q, m, s: stats.t.ppf(q, 1.0, m, s))],  # df = 1: the Cauchy's heavy tails
+)  # fmt: skip
+def test_predictive_interval_of_each_family_against_scipy(family, df, quantile):
+    """With the gate shut (tau = -40) the mixture is the frozen model: its interval is scipy's quantiles,
+    far in a Cauchy's tails too (alpha = 0.002: +-318 scales)."""
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, size=(400, 2))
+    frozen = Frozen()
+    y = frozen.predict(X) + rng.laplace(0, 0.3, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit is not the point: its estimates are replaced below
+        est = estimator(frozen, family=family, df=df, scale=0.3, standardize=False).fit(X, y)
+    est.params_ = {"beta": [[0.0, 0.0]], "tau": [-40.0], "eta": [[0.0, 0.0]], "b": [0.0], "nu": [1.0]}
+    for alpha in (0.1, 0.002):
+        lo, hi = est.predict_interval(X[:5], alpha=alpha)
+        mean = frozen.predict(X[:5])
+        np.testing.assert_allclose(lo, quantile(alpha / 2, mean, 0.3), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(hi, quantile(1 - alpha / 2, mean, 0.3), rtol=1e-8, atol=1e-8)
+
+
+def test_a_refit_forgets_the_posterior_and_keeps_its_settings(data):
+    frozen, X, y = data
+    est = estimator(frozen).fit(X[:500], y[:500])
+    est.idata_ = "a posterior of the first fit"
+    est.fit(X[500:1000], y[500:1000])
+    assert not hasattr(est, "idata_")
+    before = est.predict(X[:5])
+    est.set_params(standardize=False)  # changes the next fit, not this fit's predictions
+    np.testing.assert_array_equal(est.predict(X[:5]), before)
+
+
 def _hellinger_normal(m1, v1, m2, v2):
     """The closed form between two normals (means m, variances v)."""
     s = v1 + v2
@@ -172,6 +206,13 @@ def test_prompt_overlap_against_the_closed_form(data):
     (same,) = bc.prompt_overlap(copy, Xl)
     assert same.hellinger < 1e-6 and not same.distinguishable and same.share_close == 1.0
 
+    # a frozen model far narrower than the prompt (variance 4e-4 against 4): resolved by the quadrature
+    narrow = estimator(Linear(), scale=4e-4, standardize=False).fit(Xl, yl)
+    narrow.params_ = {"beta": [[0.0, 0.0]], "tau": [0.0], "eta": [[1.0, 0.0]], "b": [0.0], "nu": [4.0]}
+    (wide,) = bc.prompt_overlap(narrow, Xl)
+    exact = _hellinger_normal(Linear().predict(Xl), 4e-4, Xl[:, 0], 4.0)
+    assert wide.hellinger == pytest.approx(exact.mean(), rel=1e-6)
+
 
 def test_compare_prompts_finds_the_one_prompt(data):
     """Data with one prompt around the frozen model: the held-out score and BIC choose K = 1 over 0 and 2."""
@@ -188,16 +229,39 @@ def test_compare_prompts_finds_the_one_prompt(data):
 
 
 def test_compare_prompts_loo_matches_a_direct_psis(data):
-    """PSIS-LOO from the posterior, with its Pareto k: leave-one-out trains on more rows than 3-fold
-    cross-validation and on fewer than the in-sample fit, so its elpd per row lies between the two."""
+    """PSIS-LOO from the posterior, with its Pareto k: the same as ArviZ's loo on a pointwise log-likelihood
+    computed independently with scipy from the same draws; and leave-one-out trains on more rows than 3-fold
+    cross-validation, so its elpd per row is above the held-out score."""
+    import arviz as az
+    import xarray as xr
+
+    from bayescmoe.adapt import _loo
+
     frozen, X, y = data
+    X, y = X[:600], y[:600]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        choice = bc.compare_prompts(X[:600], y[:600], pretrained=frozen, scale=0.25, prompts=[1], folds=3,
-                                    draws=150, tune=150, chains=2, n_starts=3)  # fmt: skip
+        choice = bc.compare_prompts(X, y, pretrained=frozen, scale=0.25, prompts=[1], folds=3, draws=150,
+                                    tune=150, chains=2, n_starts=3)  # fmt: skip
+        est = estimator(frozen, standardize=False, n_starts=3).fit(X, y)
+        ours = _loo(est, X, y, frozen.predict(X), 150, 150, 2, "pymc", 0)
     (row,) = choice.rows
     assert row.pareto_k_bad is not None and row.pareto_k_max < 1.0
-    assert row.heldout < row.loo / 600 < row.loglik / 600
+    assert row.heldout < row.loo / len(y) < row.loglik / len(y)
+    post = est.idata_.posterior
+    beta, tau, eta = post["beta"].values[..., 0, :], post["tau"].values[..., 0], post["eta"].values[..., 0, :]
+    b, nu = post["b"].values[..., 0], post["nu"].values[..., 0]
+    g = stats.logistic.cdf(beta @ X.T + tau[..., None])
+    h = eta @ X.T + b[..., None]
+    pointwise = np.log((1 - g) * stats.norm.pdf(y, frozen.predict(X), 0.5)
+                       + g * stats.norm.pdf(y, h, np.sqrt(nu)[..., None]))  # fmt: skip
+    tree = xr.DataTree.from_dict({"/posterior": post.to_dataset(),
+                                  "/log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), pointwise)})})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = az.loo(tree, pointwise=True)
+    assert ours["loo"] == pytest.approx(float(reference.elpd), rel=1e-8)
+    assert ours["pareto_k_max"] == pytest.approx(float(np.max(reference.pareto_k)), rel=1e-8)
     assert row.p_loo == pytest.approx(row.n_params, abs=3.0)  # effective parameters ~ 7 in a regular model
 
 

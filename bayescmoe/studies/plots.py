@@ -251,11 +251,7 @@ def plot_gate(estimator, X, columns: tuple[int, int] = (0, 1), names: list[str] 
     ``estimator`` is a fitted :class:`bayescmoe.ContaminatedMoE`; ``names`` label the covariates.  Returns
     the matplotlib figure (also written to ``path`` when given).
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the backend is the caller's: a notebook keeps its open figures
 
     weights, _, _ = estimator._components(X, f0_mean, need_scale=False)
     X = np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
