@@ -305,14 +305,9 @@ def _loo(est: ContaminatedMoE, X, y, mean, draws, tune, chains, sampler, seed) -
         warnings.simplefilter("ignore")  # the diagnostics are the study's, reported with the Pareto k
         idata = est.sample_posterior(X, y, f0_mean=mean, draws=draws, tune=tune, chains=chains, sampler=sampler,
                                      seed=seed, check=False)  # fmt: skip
-    post, spec = idata.posterior, est.spec_
-    lik = est._likelihood(X, y, mean, None)
-    shape = (post.sizes["chain"], post.sizes["draw"])
-    values = np.empty(shape + (len(y),))
-    for c in range(shape[0]):
-        for t in range(shape[1]):
-            theta = spec.layout.pack({k: post[k].values[c, t] for k in spec.param_names})
-            values[c, t] = lik.loglik_rows(theta)
+    post = idata.posterior
+    shape = (post.sizes["chain"], post.sizes["draw"], len(y))
+    values = est.posterior_loglik(X, y, f0_mean=mean).reshape(shape)  # every draw, chain by chain
     tree = xr.DataTree.from_dict(
         {"/posterior": post.to_dataset(), "/log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), values)})}
     )

@@ -283,15 +283,20 @@ class ContaminatedMoE:
         spec = self._fitted()
         return gate_probability(spec, self._covariates(X), self.params_)
 
-    def _components(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
-        """Per row: the weights (n, C), the components' means (n, C) and scales (n, C) (SDs for the prompts,
-        the family's own scale for f0, a normal's variance), frozen expert first when there is one."""
-        spec = self._fitted()
+    def _inputs(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
+        """The gate's and prompts' covariates and the frozen expert's mean and scale at each row: what every
+        prediction needs whatever the parameters (the frozen model is asked once)."""
+        self._fitted()
         Xs = self._covariates(X)
-        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale, need_scale)
-        weights = mixture_weights(spec, Xs, self.params_)
-        means = prompt_means(spec, Xs, self.params_)
-        sds = np.tile(np.sqrt(np.atleast_1d(np.asarray(self.params_["nu"], float))), (len(Xs), 1))
+        return (Xs, *self._frozen(X, Xs, f0_mean, f0_scale, need_scale))
+
+    def _mixture(self, Xs: np.ndarray, mean0, scale0, params: dict[str, Any]):
+        """Per row at ``params``: the weights (n, C), the components' means (n, C) and scales (n, C) (SDs for the
+        prompts, the family's own scale for f0, a normal's variance), frozen expert first when there is one."""
+        spec = self.spec_
+        weights = mixture_weights(spec, Xs, params)
+        means = prompt_means(spec, Xs, params)
+        sds = np.tile(np.sqrt(np.atleast_1d(np.asarray(params["nu"], float))), (len(Xs), 1))
         pre = spec.pretrained
         if pre is not None:
             if mean0 is None:
@@ -299,6 +304,17 @@ class ContaminatedMoE:
             s0 = scale0 if scale0 is not None else np.full(len(Xs), pre.scale)
             means, sds = np.column_stack([mean0, means]), np.column_stack([s0, sds])
         return weights, means, sds
+
+    def _components(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
+        """:meth:`_mixture` at the fitted estimates."""
+        return self._mixture(*self._inputs(X, f0_mean, f0_scale, need_scale), self.params_)
+
+    def _mean(self, weights: np.ndarray, means: np.ndarray) -> np.ndarray:
+        pre = self.spec_.pretrained
+        if pre is not None and pre.family == "student_t" and pre.df <= 1.0:
+            means = means.copy()
+            means[:, 0] = np.nan
+        return (weights * means).sum(axis=1)
 
     def predict(self, X: Any, f0_mean: Any = None) -> np.ndarray:
         """The mixture mean ``w_0(x) m0(x) + sum_k w_k(x) h_k(x)`` for each row of ``X``.
@@ -308,10 +324,7 @@ class ContaminatedMoE:
         rows, for a spec that takes it from the data.
         """
         weights, means, _ = self._components(X, f0_mean, need_scale=False)
-        pre = self.spec_.pretrained
-        if pre is not None and pre.family == "student_t" and pre.df <= 1.0:
-            means[:, 0] = np.nan
-        return (weights * means).sum(axis=1)
+        return self._mean(weights, means)
 
     def _cdf(self, q: np.ndarray, weights, means, sds) -> np.ndarray:
         out = np.zeros_like(q)
@@ -362,9 +375,11 @@ class ContaminatedMoE:
 
     def sample_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
         """Draws of y at each row from the fitted (plug-in) mixture: an array (n_draws, n)."""
-        self._fitted()
         weights, means, sds = self._components(X, f0_mean, f0_scale)
-        rng = np.random.default_rng(self.random_state)
+        return self._draw(np.random.default_rng(self.random_state), weights, means, sds, n_draws)
+
+    def _draw(self, rng: np.random.Generator, weights, means, sds, n_draws: int) -> np.ndarray:
+        """``n_draws`` draws of y at each row from the mixture of ``weights``, ``means`` and ``sds``."""
         n = len(weights)
         chosen = (rng.random((n_draws, n, 1)) > np.cumsum(weights, axis=1)[None]).sum(axis=2)
         chosen = np.minimum(chosen, weights.shape[1] - 1)
@@ -410,50 +425,46 @@ class ContaminatedMoE:
         self.idata_ = sample_posterior(spec, Xs, y, init=self.fit_, f0_mean=mean0, f0_scale=scale0, **kwargs)
         return self.idata_
 
-    def _posterior_draws(self, max_draws: int) -> list[np.ndarray]:
+    def _posterior_draws(self, max_draws: int | None = None) -> list[np.ndarray]:
+        """Packed posterior draws, chain by chain: all of them, or ``max_draws`` evenly spaced."""
         if not hasattr(self, "idata_"):
             raise FitError("no posterior yet; call sample_posterior(X, y) first")
         post, spec = self.idata_.posterior, self.spec_
         arrays = {name: post[name].values.reshape((-1,) + post[name].shape[2:]) for name in spec.param_names}
         total = next(iter(arrays.values())).shape[0]
-        keep = np.linspace(0, total - 1, min(max_draws, total)).round().astype(int)
+        keep = np.linspace(0, total - 1, min(max_draws or total, total)).round().astype(int)
         return [spec.layout.pack({k: v[i] for k, v in arrays.items()}) for i in keep]
+
+    def posterior_loglik(
+        self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, max_draws: int | None = None
+    ) -> np.ndarray:
+        """Each row's log-likelihood at each posterior draw (draws, n): all draws chain by chain, or ``max_draws``
+        evenly spaced (what PSIS-LOO and the posterior predictive density are made of)."""
+        lik = self._likelihood(X, y, f0_mean, f0_scale)
+        return np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
 
     def log_predictive_density(
         self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, max_draws: int = 1000
     ) -> np.ndarray:
         """Each row's posterior predictive log density, ``log mean_s p(y | x, theta_s)`` over posterior draws."""
-        lik = self._likelihood(X, y, f0_mean, f0_scale)
-        rows = np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
+        rows = self.posterior_loglik(X, y, f0_mean, f0_scale, max_draws)
         return special.logsumexp(rows, axis=0) - np.log(len(rows))
 
-    def _over_draws(self, thetas: list[np.ndarray], compute) -> list[Any]:
-        """``compute(i)`` with the estimates set to each posterior draw in turn (restored afterwards)."""
-        fitted, out = self.params_, []
-        try:
-            for i, theta in enumerate(thetas):
-                self.params_ = self.spec_.layout.unpack(theta)
-                out.append(compute(i))
-        finally:
-            self.params_ = fitted
-        return out
+    def _posterior_mixtures(self, X: Any, max_draws: int, f0_mean: Any, f0_scale: Any, need_scale: bool = True):
+        """The mixture at each of ``max_draws`` posterior draws (the covariates and the frozen model's
+        predictions computed once)."""
+        thetas = self._posterior_draws(max_draws)
+        inputs = self._inputs(X, f0_mean, f0_scale, need_scale)
+        for theta in thetas:
+            yield self._mixture(*inputs, self.spec_.layout.unpack(theta))
 
     def posterior_mean(self, X: Any, f0_mean: Any = None, max_draws: int = 1000) -> np.ndarray:
         """The posterior predictive mean of y at each row: the mixture mean averaged over posterior draws."""
-        thetas = self._posterior_draws(max_draws)
-        return np.mean(self._over_draws(thetas, lambda i: self.predict(X, f0_mean)), axis=0)
+        mixtures = self._posterior_mixtures(X, max_draws, f0_mean, None, need_scale=False)
+        return np.mean([self._mean(weights, means) for weights, means, _ in mixtures], axis=0)
 
     def posterior_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
         """Draws of y at each row from the posterior predictive: each from its own posterior draw (n_draws, n)."""
-        thetas = self._posterior_draws(n_draws)
         rng = np.random.default_rng(self.random_state)
-        seeds = rng.integers(0, 2**63, size=len(thetas))
-
-        def draw(i):
-            keep, self.random_state = self.random_state, int(seeds[i])
-            try:
-                return self.sample_predictive(X, 1, f0_mean, f0_scale)[0]
-            finally:
-                self.random_state = keep
-
-        return np.array(self._over_draws(thetas, draw))
+        mixtures = self._posterior_mixtures(X, n_draws, f0_mean, f0_scale)
+        return np.array([self._draw(rng, *mixture, 1)[0] for mixture in mixtures])
