@@ -61,29 +61,41 @@ def predicted_losses(
 ) -> dict[str, np.ndarray]:
     """Mean parameter losses predicted by the local normal approximation at the truth at each n.
 
-    For each n: ``Sigma = I(theta*(n))^-1 / n``; the mean loss of a scalar is
-    ``sqrt(2 / pi) sd``, of ``exp(tau)`` ``exp(tau*) sqrt(2 / pi) sd(tau)`` (delta method), of a
-    vector the mean norm of ``N(0, Sigma_block)`` (Monte Carlo over ``draws`` fixed normals).
-    The same simulated covariates and noise are used at every n (common random numbers), so
-    the predicted curve is smooth in n.
+    For each n: ``Sigma = I(theta*(n))^-1 / n`` over the estimated entries, carried to every entry of each
+    parameter by the layout's affine map (entries the model fixes have no error; a constant gate's reference
+    weight, one minus the others, gets the delta method's).  The mean loss of a parameter is the mean
+    Euclidean norm of ``N(0, Sigma_block)`` over its entries (``sqrt(2 / pi) sd`` for a scalar, Monte Carlo
+    over ``draws`` fixed normals otherwise), and of ``exp(tau)`` that of ``diag(exp(tau*)) N(0, Sigma_tau)``
+    (delta method), as the losses of MODEL.md section 3 measure them.  The same simulated covariates and
+    noise are used at every n (common random numbers), so the predicted curve is smooth in n.
     """
     spec = load_spec(spec)
-    z = np.random.default_rng(seed + 1).standard_normal((draws, spec.n_params))
+    _, J = spec.layout.jacobian()
+    full = {}  # per name, its rows of J
+    row = 0
+    for name in spec.layout.names:
+        size = int(np.prod(spec.layout.shapes[name], dtype=int))
+        full[name] = slice(row, row + size)
+        row += size
+    z = np.random.default_rng(seed + 1).standard_normal((draws, J.shape[0]))
     out: dict[str, list[float]] = {}
+
+    def mean_norm(block: np.ndarray) -> float:
+        if block.shape[0] == 1:
+            return float(np.sqrt(2.0 / np.pi * max(block[0, 0], 0.0)))
+        w, V = np.linalg.eigh(block)
+        root = V * np.sqrt(np.clip(w, 0.0, None))
+        return float(np.linalg.norm(z[:, : block.shape[0]] @ root.T, axis=1).mean())
+
     for n in ns:
         truth = spec.truth_at(int(n))
-        cov = np.linalg.inv(expected_information(spec, truth, n_mc=n_mc, seed=seed)) / n
-        for name, sl in spec.layout.slices.items():
+        cov = J @ (np.linalg.inv(expected_information(spec, truth, n_mc=n_mc, seed=seed)) / n) @ J.T
+        for name, sl in full.items():
             block = cov[sl, sl]
-            if block.shape[0] == 1:
-                mean = np.sqrt(2.0 / np.pi * block[0, 0])
-            else:
-                w, V = np.linalg.eigh(block)
-                root = V * np.sqrt(np.clip(w, 0.0, None))
-                mean = float(np.linalg.norm(z[:, : block.shape[0]] @ root.T, axis=1).mean())
-            out.setdefault(name, []).append(float(mean))
+            out.setdefault(name, []).append(mean_norm(block))
             if name == "tau":
-                out.setdefault("exp_tau", []).append(float(np.exp(truth["tau"]) * mean))
+                scale = np.exp(np.asarray(truth["tau"], float)).reshape(-1)
+                out.setdefault("exp_tau", []).append(mean_norm(block * scale[:, None] * scale[None, :]))
     return {k: np.array(v) for k, v in out.items()}
 
 

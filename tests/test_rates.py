@@ -266,3 +266,30 @@ def test_reproduce_sets_each_merging_sequence_beside_its_least_favourable_one(tm
     assert "softmax_eta_merging_lf n in [2000, 4000], 2 sizes x 3" in block
     for name in LEAST_FAVOURABLE.values():
         assert bc.load_spec(name).truth_at(1000)["beta"].tolist() == [0.0] * 8
+
+
+SIMULATED = [name for name in bc.list_specs() if (bc.load_spec(name).pretrained is None
+             or not bc.load_spec(name).pretrained.mean_from_data)]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SIMULATED)
+def test_every_named_spec_runs_a_rate_study_with_its_local_prediction(name):
+    """A tiny study of every spec that can be simulated, with the local Fisher prediction the README's
+    rate_table(study, local=True) adds: a spec with several prompts used to crash there (float() of a vector).
+    The prediction is checked against its definition: at the largest n, the mean norm of N(0, I^-1 / n)."""
+    spec = bc.load_spec(name)
+    ns = [max(400, 20 * spec.n_params), max(800, 40 * spec.n_params)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny n: fits on the box are expected and counted
+        study = run_rates(spec, ns, reps=2, seed=1, start="truth")
+    table = rate_table(study, local=True, local_mc=20_000)
+    assert {r.parameter for r in table} == set(bc.theoretical_rates(spec))
+    assert all(r.local is not None and np.isfinite(r.local) for r in table if r.parameter != "density")
+    predicted = bc.predicted_losses(spec, [ns[-1]], n_mc=20_000)
+    info = bc.expected_information(spec, spec.truth_at(ns[-1]), n_mc=20_000)
+    var = np.diag(np.linalg.inv(info)) / ns[-1]
+    name_nu = spec.layout.slices["nu"]
+    if name_nu.stop - name_nu.start == 1:  # a scalar: sqrt(2 / pi) sd
+        assert predicted["nu"][0] == pytest.approx(np.sqrt(2 / np.pi * var[name_nu][0]), rel=1e-12)
+    else:  # several prompts: the mean norm lies between the RMS-free bounds sqrt(2/pi) max sd and sqrt(sum var)
+        assert np.sqrt(2 / np.pi * var[name_nu].max()) <= predicted["nu"][0] <= np.sqrt(var[name_nu].sum()) * 1.01
