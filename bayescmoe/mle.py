@@ -22,7 +22,14 @@ import pytensor.tensor as pt
 from threadpoolctl import ThreadpoolController
 
 from bayescmoe.data import check_data, check_f0
-from bayescmoe.exceptions import BoundaryWarning, ConvergenceWarning, FitError, IdentifiabilityWarning, OutlierWarning
+from bayescmoe.exceptions import (
+    BoundaryWarning,
+    ConvergenceWarning,
+    FitError,
+    IdentifiabilityWarning,
+    OutlierWarning,
+    ScaleWarning,
+)
 from bayescmoe.labels import canonical
 from bayescmoe.objective import Likelihood
 from bayescmoe.optimize import OptimizeResult, newton_box
@@ -37,8 +44,12 @@ Init = Literal["multistart", "truth"] | Mapping[str, Any]
 SUBSAMPLE = 5000
 #: Starts polished on the full data after screening.
 POLISH = 3
-#: Relative eigenvalue below which the observed information counts as singular.
-SINGULAR = 1e-12
+#: The observed information over the free parameters counts as singular when, scaled to a unit diagonal (a
+#: correlation-like matrix, free of the parameters' units), its smallest eigenvalue is below this: far above
+#: round-off (~1e-15 for a few dozen parameters), far below the ~1e-3..1e-1 of identified fits, so that the
+#: decision does not hinge on the BLAS, the threads or the load.  A diagonal entry below it relative to the
+#: largest (a parameter with no information, such as the coefficient of a constant covariate) is singular too.
+SINGULAR = 1e-10
 #: An observation whose log-likelihood at the estimate lies this many nats below the median one is extreme
 #: (a Gaussian residual of 10 standard deviations, a likelihood ratio of e^-50)...
 EXTREME_NATS = 50.0
@@ -292,7 +303,29 @@ class Data:
 
 def checked_data(spec: Spec, X, y, f0_mean=None, f0_scale=None, min_n: int = 1) -> Data:
     X, y = check_data(spec, X, y, min_n=min_n)
+    _warn_covariate_units(spec, X)
     return Data(X, y, *check_f0(spec, X, f0_mean, f0_scale))
+
+
+#: Covariates this many times larger than the spec's own covariate distribution reaches draw a ScaleWarning.
+COVARIATE_RATIO = 100.0
+
+
+def _warn_covariate_units(spec: Spec, X: np.ndarray) -> None:
+    """A spec's box is absolute and sized for its own covariates (uniform on [low, high], or standard normal):
+    covariates in other units put the MLE outside it, or overflow the gate's logits."""
+    cov = spec.covariates
+    reach = max(abs(cov.low), abs(cov.high)) if cov.distribution == "uniform" else 4.0
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if largest > COVARIATE_RATIO * reach:
+        column = int(np.argmax(np.max(np.abs(X), axis=0)))
+        warnings.warn(
+            f"covariate {spec.covariate_names[column]} reaches |x| = {largest:.3g}, while {spec.name}'s box was set for "
+            f"covariates within +-{reach:g}: coefficients of that size cannot fit them. Standardise the covariates "
+            "(subtract the mean, divide by the standard deviation), or fit with bayescmoe.ContaminatedMoE, which does.",
+            ScaleWarning,
+            stacklevel=5,
+        )
 
 
 def _fit(spec, X, y, method, prior, init, n_starts, seed, bounds, maxiter, subsample, f0_mean, f0_scale) -> FitResult:
@@ -339,16 +372,24 @@ def _covariance(spec: Spec, best: OptimizeResult, nobs: int):
     cov = np.full(info.shape, np.nan)
     eig = np.array([])
     if free.any():
-        w, V = np.linalg.eigh(info[np.ix_(free, free)])
-        eig = w
-        if w[0] > SINGULAR * abs(w[-1]):
-            cov[np.ix_(free, free)] = (V / w) @ V.T
+        block = info[np.ix_(free, free)]
+        eig = np.linalg.eigvalsh(block)
+        diag = np.diag(block)
+        if np.all(diag > SINGULAR * max(diag.max(), 0.0)) and diag.max() > 0:
+            root = 1.0 / np.sqrt(diag)
+            w, V = np.linalg.eigh(block * root[:, None] * root[None, :])
+            flat_direction = np.abs(V[:, 0])
+        else:  # a parameter without information: the flat direction is its own axis
+            w, flat_direction = np.array([-np.inf]), -diag
+        if w[0] > SINGULAR:
+            cov[np.ix_(free, free)] = root[:, None] * ((V / w) @ V.T) * root[None, :]
         elif best.converged:  # otherwise the ConvergenceWarning says why
             labels = np.array(spec.labels)[free]
-            flat = ", ".join(labels[np.argsort(-np.abs(V[:, 0]))[:3]])
+            flat = ", ".join(labels[np.argsort(-flat_direction)[:3]])
+            shown = f"{w[0]:.2g}" if np.isfinite(w[0]) else "0: a parameter carries no information"
             warnings.warn(
-                f"the observed information of {spec.name} is singular at the estimate (smallest/largest "
-                f"eigenvalue {w[0] / w[-1]:.2g}; the flat direction involves mostly {flat}): standard "
+                f"the observed information of {spec.name} is singular at the estimate (smallest eigenvalue scaled "
+                f"to a unit diagonal {shown}; the flat direction involves mostly {flat}): standard "
                 "errors are NaN. The likelihood does not identify every parameter here, as when the "
                 "prompt and the pre-trained expert are not distinguishable or a covariate is constant.",
                 IdentifiabilityWarning,

@@ -59,6 +59,51 @@ def _newton_direction(g, H, free, floor):
     return d
 
 
+#: A stationary point whose Hessian, scaled to a unit diagonal over the free variables, has an eigenvalue
+#: below minus this is a saddle, not a minimum: the method leaves it along that eigenvector.
+SADDLE = 1e-6
+
+
+def _negative_curvature(H: np.ndarray, free: np.ndarray) -> np.ndarray | None:
+    """The direction of most negative curvature over the free variables, if the point is a saddle (the scaled
+    Hessian's smallest eigenvalue below ``-SADDLE``); else None.  Scaled to a unit diagonal, the decision does
+    not depend on the parameters' units, and round-off (~1e-15) is far below the threshold."""
+    if not free.any():
+        return None
+    block = H[np.ix_(free, free)]
+    diag = np.diag(block)
+    if np.any(diag <= 0):  # a non-positive diagonal entry is itself a direction of non-positive curvature
+        i = int(np.argmin(diag))
+        if diag[i] >= 0:
+            return None
+        out = np.zeros(H.shape[0])
+        out[np.flatnonzero(free)[i]] = 1.0 / np.sqrt(-diag[i])
+        return out
+    root = 1.0 / np.sqrt(diag)
+    w, V = np.linalg.eigh(block * root[:, None] * root[None, :])
+    if w[0] >= -SADDLE:
+        return None
+    out = np.zeros(H.shape[0])
+    out[free] = root * V[:, 0]  # a unit step in the scaled variables
+    return out
+
+
+def _descend(fun, x, f, d, lower, upper):
+    """A point along ``x + t d`` (t = 1, 1/2, ... and growing while it pays, projected on the box) with a
+    lower ``fun``; ``(None, f, evaluations)`` if none down to t = 2^-30."""
+    best, best_f, n = None, f, 0
+    step = 1.0
+    while step > 2.0**-30:
+        trial = np.clip(x + step * d, lower, upper)
+        value = fun(trial)
+        n += 1
+        if np.isfinite(value) and value < best_f:
+            best, best_f = trial, value
+            break
+        step *= 0.5
+    return best, best_f, n
+
+
 def newton_box(
     fun_grad_hess: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     fun: Callable[[np.ndarray], float],
@@ -113,7 +158,18 @@ def newton_box(
         d = _newton_direction(g, H, ~held, eig_floor)
         decrement = -float(g @ d) / 2.0
         if decrement <= tol * max(1.0, abs(f)):
-            return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
+            d = _negative_curvature(H, ~held)
+            if d is None:
+                return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
+            d = -d if g @ d > 0 else d  # a saddle: leave it along its steepest way down (never uphill)
+            found = _descend(fun, x, f, d, lower, upper)
+            n_fev += found[2]
+            if found[0] is None:  # the curvature is there but no step along it lowers f: a flat saddle
+                return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
+            x = found[0]
+            f, g, H = fun_grad_hess(x)
+            n_fev += 1
+            continue
         step, accepted = 1.0, False
         while step > 1e-14:
             x_new = np.clip(x + step * d, lower, upper)
