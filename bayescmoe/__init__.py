@@ -20,9 +20,20 @@ from bayescmoe.adapt import (
     predictive_scale,
     prompt_overlap,
 )
-from bayescmoe.data import check_data, check_f0, read_columns, read_csv, write_csv
+from bayescmoe.data import (
+    as_array,
+    check_covariates,
+    check_data,
+    check_f0,
+    check_f0_mean,
+    check_response,
+    read_columns,
+    read_csv,
+    take_rows,
+    write_csv,
+)
 from bayescmoe.em import fit_em
-from bayescmoe.estimator import ContaminatedMoE
+from bayescmoe.estimator import ContaminatedMoE, prompt_experts
 from bayescmoe.exceptions import (
     BayescmoeError,
     BoundaryWarning,
@@ -32,10 +43,11 @@ from bayescmoe.exceptions import (
     IdentifiabilityWarning,
     LabelSwitchingWarning,
     OutlierWarning,
+    ScaleWarning,
     SpecError,
 )
 from bayescmoe.experts import EXPERTS, Expert, get_expert
-from bayescmoe.families import FAMILIES, Family, get_family
+from bayescmoe.families import FAMILIES, Family, get_family, residual_scale
 from bayescmoe.identifiability import (
     DistinguishabilityResult,
     FisherInformation,
@@ -82,14 +94,16 @@ from bayescmoe.spec import (
 from bayescmoe.studies.constant import coupling, gating_comparison
 from bayescmoe.studies.finetune import (
     AdaptationComparison,
+    AdaptationTask,
     DiamondsTask,
     OneThread,
+    adaptation_task,
     choose_prompts,
     compare_adaptations,
     diamonds_task,
     load_diamonds,
 )
-from bayescmoe.studies.plots import plot_gate, plot_study, plot_widening
+from bayescmoe.studies.plots import gate_points, plot_gate, plot_study, plot_widening
 from bayescmoe.studies.rates import (
     RateRow,
     RateStudy,
@@ -133,8 +147,14 @@ __all__ = [
     "FAMILIES",
     "Family",
     "get_family",
+    "residual_scale",
     "check_data",
     "check_f0",
+    "check_covariates",
+    "check_response",
+    "check_f0_mean",
+    "as_array",
+    "take_rows",
     "read_columns",
     "read_csv",
     "write_csv",
@@ -158,6 +178,7 @@ __all__ = [
     "fit_em",
     "FitResult",
     "ContaminatedMoE",
+    "prompt_experts",
     "SAMPLERS",
     "Diagnostics",
     "diagnose",
@@ -173,7 +194,9 @@ __all__ = [
     "PromptOverlap",
     "OneThread",
     "load_diamonds",
+    "AdaptationTask",
     "DiamondsTask",
+    "adaptation_task",
     "diamonds_task",
     "compare_adaptations",
     "choose_prompts",
@@ -231,6 +254,7 @@ __all__ = [
     "plot_study",
     "plot_widening",
     "plot_gate",
+    "gate_points",
     # errors and warnings
     "BayescmoeError",
     "BoundaryWarning",
@@ -239,6 +263,7 @@ __all__ = [
     "FitError",
     "IdentifiabilityWarning",
     "LabelSwitchingWarning",
+    "ScaleWarning",
     "OutlierWarning",
     "SpecError",
 ]

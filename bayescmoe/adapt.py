@@ -25,9 +25,10 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from bayescmoe.data import check_covariates, check_f0_mean, check_response
 from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import BayescmoeError, DataError
-from bayescmoe.families import get_family
+from bayescmoe.families import get_family, residual_scale
 
 __all__ = [
     "predictive_scale", "compare_prompts", "PromptChoice", "PromptRow", "frozen_logpdf", "prompt_overlap", "PromptOverlap",
@@ -37,7 +38,8 @@ __all__ = [
 def predictive_scale(model: Any, X: Any, y: Any, family: str = "normal", df: float | None = None) -> float:
     """The frozen model's predictive scale on held-out data: the maximum-likelihood scale of ``family``
     for the residuals ``y - model.predict(X)`` around 0 (normal: their mean square, the variance; laplace:
-    their mean absolute value; student_t: scipy's fit with ``df`` and location 0).
+    their mean absolute value; student_t: scipy's fit with ``df`` and location 0).  ``X`` reaches the model
+    as given (a DataFrame keeps its column names).
 
     >>> class Zero:
     ...     def predict(self, X): return np.zeros(len(X))
@@ -47,20 +49,20 @@ def predictive_scale(model: Any, X: Any, y: Any, family: str = "normal", df: flo
     residual = np.asarray(y, dtype=float) - np.asarray(model.predict(X), dtype=float)
     if residual.ndim != 1 or not np.all(np.isfinite(residual)):
         raise DataError("the held-out residuals must be one finite value per row")
-    if family == "normal":
-        return float(np.mean(residual**2))
-    if family == "laplace":
-        return float(np.mean(np.abs(residual)))
-    if family == "student_t":
-        if df is None:
-            raise BayescmoeError("student_t needs df= (degrees of freedom)")
-        return float(stats.t.fit(residual, fdf=df, floc=0.0)[2])
-    raise BayescmoeError(f"unknown family {family!r}; choose one of laplace, normal, student_t")
+    if family == "student_t" and df is None:
+        raise BayescmoeError("student_t needs df= (degrees of freedom)")
+    if family not in ("normal", "laplace", "student_t"):
+        raise BayescmoeError(f"unknown family {family!r}; choose one of laplace, normal, student_t")
+    return residual_scale(residual, family, df)
 
 
 def frozen_logpdf(y: np.ndarray, mean: np.ndarray, family: str, scale: Any, df: float | None = None) -> np.ndarray:
     """Each row's log density under the frozen model alone (K = 0)."""
     return get_family(family).logpdf(np.asarray(y, float), np.asarray(mean, float), scale, df)
+
+
+#: A prompt whose gate mass over the rows is below this many rows is unused (:func:`prompt_overlap`).
+UNUSED_MASS = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,15 @@ class PromptOverlap:
     hellinger: float  # the gate-weighted mean Hellinger distance to f0 over the rows
     share_close: float  # the share of the prompt's weight on rows where it is within ``close`` of f0
     close: float
-    distinguishable: bool  # hellinger > close: the prompt is not a copy of f0 where it is used
+    distinguishable: bool  # used, and hellinger > close: the prompt is not a copy of f0 where it is used
     variance_ratio: float  # nu_k over f0's variance (normal f0), else NaN
+    mass: float = float("nan")  # the prompt's gate mass: the sum of its weights over the rows, in rows
+    used: bool = True  # its gate mass is at least one row: with less it explains no observation
+
+    @property
+    def verdict(self) -> str:
+        """``"unused"`` (a gate mass under one row), ``"distinguishable"`` or ``"duplicates f0"``."""
+        return "unused" if not self.used else "distinguishable" if self.distinguishable else "duplicates f0"
 
 
 def prompt_overlap(est: ContaminatedMoE, X: Any, f0_mean: Any = None, f0_scale: Any = None,
@@ -87,7 +96,9 @@ def prompt_overlap(est: ContaminatedMoE, X: Any, f0_mean: Any = None, f0_scale: 
     (Hellinger distance, between 0 and 1) of the frozen model where its gate opens duplicates it: its
     parameters trade off with the gate's, they are estimated slowly (the non-distinguishable rates) and a
     model with fewer prompts says the same.  A normal frozen model's variance beside ``nu_k`` tells whether
-    the prompt differs in spread.
+    the prompt differs in spread.  A prompt whose gate mass (the sum of its weights over the rows) is under
+    one row is reported as **unused** (``used=False``, ``verdict == "unused"``), never as distinguishable:
+    where its gate never opens there is nothing to compare.
     """
     weights, means, scales = est._components(X, f0_mean, f0_scale)
     spec = est.spec_
@@ -116,7 +127,9 @@ def prompt_overlap(est: ContaminatedMoE, X: Any, f0_mean: Any = None, f0_scale: 
         mean_h = float(np.sum(g * distance) / max(np.sum(g), 1e-300))
         share = float(np.sum(g * (distance <= close)) / max(np.sum(g), 1e-300))
         ratio = float(np.mean(scales[:, k] ** 2 / scales[:, 0])) if pre.family == "normal" else float("nan")
-        out.append(PromptOverlap(k, float(g.mean()), mean_h, share, close, mean_h > close, ratio))
+        used = bool(g.sum() >= UNUSED_MASS)
+        out.append(PromptOverlap(k, float(g.mean()), mean_h, share, close, used and mean_h > close, ratio,
+                                 float(g.sum()), used))  # fmt: skip
     return out
 
 
@@ -216,17 +229,22 @@ def compare_prompts(
         ``rows`` (one :class:`PromptRow` per K), ``choice`` (the K of the best held-out score, of the
         smallest BIC and of the largest elpd_loo), ``table()`` and ``to_dict()``.
     """
-    X = np.asarray(X, dtype=float)
-    y = np.asarray(y, dtype=float)
     if pretrained is None and f0_mean is None:
         raise BayescmoeError("give the frozen model (pretrained=) or its predictions (f0_mean=)")
     if scale is None:
         raise BayescmoeError("give the frozen model's predictive scale= (bayescmoe.adapt.predictive_scale)")
     if get_family(family).needs_df and df is None:
         raise BayescmoeError(f"family {family!r} needs its degrees of freedom: give df=")
-    mean = np.asarray(pretrained.predict(X) if f0_mean is None else f0_mean, dtype=float)
-    if mean.shape != y.shape:
-        raise DataError(f"f0_mean must have one value per row ({len(y)}), got shape {mean.shape}")
+    prompts = _prompt_counts(prompts)
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise BayescmoeError(f"folds must be an integer of at least 2 (K-fold cross-validation), got {folds!r}")
+    # every check on all rows, before any fold: a problem is named at its row of the data
+    Xa = check_covariates(X)
+    y = check_response(y, len(Xa))
+    mean = check_f0_mean(pretrained.predict(X) if f0_mean is None else f0_mean, len(y))
+    if folds > len(y):
+        raise BayescmoeError(f"folds = {folds} exceeds the {len(y)} rows")
+    X = Xa
     parts = _folds(len(y), folds, seed)
     rows, steps = [], len(prompts) * (folds + 1 + posterior)
     done = 0
@@ -288,6 +306,17 @@ def compare_prompts(
     if posterior:
         choice["PSIS-LOO"] = max(rows, key=lambda r: r.loo).prompts
     return PromptChoice(rows, len(y), folds, choice)
+
+
+def _prompt_counts(prompts: Any) -> list[int]:
+    """The numbers of prompts to compare: a non-empty sequence of whole numbers >= 0, without repeats."""
+    ok = isinstance(prompts, (list, tuple, np.ndarray, range)) and len(prompts) > 0
+    ok = ok and all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) and k >= 0 for k in prompts
+    )
+    if not ok:
+        raise BayescmoeError(f"prompts must be a non-empty list of numbers of prompts (0, 1, 2, ...), got {prompts!r}")
+    return sorted({int(k) for k in prompts})
 
 
 class _Predictions:

@@ -16,7 +16,18 @@ import numpy as np
 from bayescmoe.exceptions import DataError
 from bayescmoe.spec import Spec
 
-__all__ = ["check_data", "check_f0", "read_columns", "read_csv", "write_csv"]
+__all__ = [
+    "check_data",
+    "check_f0",
+    "check_covariates",
+    "check_response",
+    "check_f0_mean",
+    "take_rows",
+    "as_array",
+    "read_columns",
+    "read_csv",
+    "write_csv",
+]
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -30,6 +41,76 @@ def _as_float(value: Any, what: str) -> np.ndarray:
         return np.asarray(value, dtype=float)
     except (TypeError, ValueError) as err:
         raise DataError(f"{what} must be numeric: {err}") from None
+
+
+def as_array(X: Any, what: str = "X") -> np.ndarray:
+    """``X`` as a float array: a DataFrame's values (``to_numpy``), or any array-like."""
+    return _as_float(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, what)
+
+
+def take_rows(X: Any, rows: np.ndarray) -> Any:
+    """Rows ``rows`` (integer positions) of ``X``, keeping its type: a DataFrame by ``iloc``, else an array."""
+    return X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]
+
+
+def check_covariates(X: Any, n_features: int | None = None, *, who: str = "the model") -> np.ndarray:
+    """``X`` as a finite float array of shape (n, d), checked before any arithmetic on it.
+
+    ``n_features``: the number of columns the caller was fitted on (scikit-learn's ``n_features_in_``); a
+    1-D ``X`` is one covariate when it is 1.  Errors name the rows holding NaN or inf, and a wrong number of
+    columns in scikit-learn's words.
+
+    >>> check_covariates([[0.0, 1.0], [np.nan, 2.0]])
+    Traceback (most recent call last):
+    ...
+    bayescmoe.exceptions.DataError: X has NaN or inf in row 1 (0-based); remove or impute those rows
+    >>> check_covariates(np.zeros((3, 1)), 2, who="ContaminatedMoE")
+    Traceback (most recent call last):
+    ...
+    bayescmoe.exceptions.DataError: X has 1 features, but ContaminatedMoE is expecting 2 features as input; pass the columns it was fitted on, in the same order
+    """
+    X = as_array(X)
+    if X.ndim == 1 and n_features in (None, 1):
+        X = X[:, None]
+    if X.ndim != 2:
+        raise DataError(f"X must be a 2-D array of shape (n, {n_features or 'd'}), got shape {X.shape}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(
+            f"X has {X.shape[1]} features, but {who} is expecting {n_features} features as input; pass the "
+            "columns it was fitted on, in the same order"
+        )
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        word = "row" if bad.sum() == 1 else "rows"
+        raise DataError(f"X has NaN or inf in {word} {_rows(bad)} (0-based); remove or impute those rows")
+    return X
+
+
+def check_response(y: Any, n: int | None = None) -> np.ndarray:
+    """``y`` as a finite float vector (a column (n, 1) is flattened), of length ``n`` when given."""
+    y = _as_float(y, "y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"y must be a 1-D array of shape (n,), got shape {y.shape}")
+    if n is not None and y.shape[0] != n:
+        raise DataError(f"X has {n} rows but y has {y.shape[0]}; they must match")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        word = "row" if bad.sum() == 1 else "rows"
+        raise DataError(f"y has NaN or inf in {word} {_rows(bad)} (0-based); remove or impute those rows")
+    return y
+
+
+def check_f0_mean(values: Any, n: int) -> np.ndarray:
+    """A frozen model's predictions: one finite number per row, the bad rows named (0-based, of all rows)."""
+    values = _as_float(values, "f0_mean").reshape(-1) if np.ndim(values) else _as_float(values, "f0_mean")
+    if values.shape != (n,):
+        raise DataError(f"f0_mean must have one value per observation ({n}), got shape {np.shape(values)}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"f0_mean has NaN or inf in rows {_rows(bad)} (0-based); fix or remove those rows")
+    return values
 
 
 def check_data(spec: Spec, X: Any, y: Any, *, min_n: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -18,15 +18,16 @@ is not needed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 from scipy import special
 
-from bayescmoe.data import check_data, check_f0
-from bayescmoe.exceptions import FitError
+from bayescmoe.data import check_covariates, check_data, check_f0, check_response
+from bayescmoe.exceptions import FitError, ScaleWarning
 from bayescmoe.experts import EXPERTS, get_expert
-from bayescmoe.families import get_family
+from bayescmoe.families import get_family, residual_scale
 from bayescmoe.mle import fit_mle
 from bayescmoe.objective import Likelihood
 from bayescmoe.results import FitResult
@@ -37,12 +38,63 @@ __all__ = ["ContaminatedMoE"]
 
 _PARAMS = (
     "spec", "pretrained", "family", "scale", "df", "prompts", "expert", "intercept", "gating", "standardize",
-    "init", "n_starts", "bounds", "maxiter", "random_state",
+    "transform", "init", "n_starts", "bounds", "maxiter", "random_state",
 )  # fmt: skip
+#: Parameters holding objects whose own parameters ``get_params(deep=True)`` and ``set_params`` reach as
+#: ``name__param`` (scikit-learn's convention for meta-estimators).
+_NESTED = ("pretrained", "transform")
+#: A frozen model's given scale this many times above or below what its residuals on the fitting data say
+#: draws a ScaleWarning.
+SCALE_RATIO = 100.0
 
 
-def _array(X: Any) -> np.ndarray:
-    return np.asarray(X.to_numpy(dtype=float) if hasattr(X, "to_numpy") else X, dtype=float)
+def _check_scale(scale: Any, family: str) -> None:
+    meaning = get_family(family).scale_meaning
+    ok = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+    if not ok or not (np.isfinite(scale) and scale > 0):
+        raise FitError(
+            f"scale must be a positive number, the {meaning} of the frozen model's predictive distribution "
+            f"(family {family!r}{'; the square of a standard deviation' if family == 'normal' else ''}), got {scale!r}"
+        )
+
+
+def _predict(model: Any, X: Any) -> np.ndarray:
+    """``model.predict(X)`` with ``X`` as the user gave it, or one error that names the call."""
+    try:
+        return np.asarray(model.predict(X), dtype=float)
+    except Exception as err:  # the user's model: say which call failed
+        raise FitError(f"the frozen model's predict(X) failed: {type(err).__name__}: {err}") from None
+
+
+def _clone(transformer: Any) -> Any:
+    """An unfitted copy of a scikit-learn transformer (its ``fit`` runs on every ``fit`` of the estimator)."""
+    from sklearn.base import clone
+
+    return clone(transformer)
+
+
+def prompt_experts(prompts: Any, expert: str = "linear") -> list[str]:
+    """The prompts' experts from ``prompts``: a count K >= 1 of ``expert``, or a list of expert names.
+
+    >>> prompt_experts(2), prompt_experts(["tanh", "linear"])
+    (['linear', 'linear'], ['tanh', 'linear'])
+    >>> prompt_experts(2.5)
+    Traceback (most recent call last):
+    ...
+    bayescmoe.exceptions.FitError: prompts must be a whole number K >= 1 or a list of expert names (linear, tanh, ...), got 2.5
+    """
+    if isinstance(prompts, (int, np.integer)) and not isinstance(prompts, (bool, np.bool_)) and prompts >= 1:
+        experts = [expert] * int(prompts)
+    elif isinstance(prompts, (list, tuple)) and prompts and all(isinstance(e, str) for e in prompts):
+        experts = list(prompts)
+    else:
+        raise FitError(
+            f"prompts must be a whole number K >= 1 or a list of expert names (linear, tanh, ...), got {prompts!r}"
+        )
+    for name in experts:
+        if name not in EXPERTS:
+            raise FitError(f"unknown expert {name!r}; choose one of {', '.join(sorted(EXPERTS))}")
+    return experts
 
 
 class ContaminatedMoE:
@@ -56,15 +108,21 @@ class ContaminatedMoE:
     pretrained : object with ``predict(X)``, optional
         The frozen pre-trained model; its predictions at each row are the frozen expert's mean.  ``None``
         without a spec: the plain mixture of experts (prompt 1 the gate's reference).
+        It is called on ``X`` exactly as the user passes it (a DataFrame stays a DataFrame, so a model that
+        selects columns by name works); only the gate and the prompts see numbers.
     family : {"normal", "laplace", "student_t"}
         The frozen expert's predictive family around the model's predictions.
     scale : float, optional
-        Its scale (normal: the variance); required with ``pretrained`` unless ``f0_scale=`` is given to
-        ``fit`` and ``predict`` (one value per row).
+        Its scale, in the family's meaning: for ``normal`` the **variance** (the square of a standard
+        deviation), for ``laplace`` the scale b, for ``student_t`` the scale (with ``df``).  Required with
+        ``pretrained`` unless ``f0_scale=`` is given to ``fit`` and ``predict`` (one value per row).  A
+        :class:`~bayescmoe.exceptions.ScaleWarning` says when it is over 100 times above or below the scale
+        of the frozen model's residuals on the fitting data (:func:`bayescmoe.adapt.predictive_scale`
+        estimates it properly, on held-out source data).
     df : float, optional
         Degrees of freedom, for ``student_t``.
     prompts : int or list of str
-        K prompts of ``expert`` (and ``intercept``), or a list of expert names.
+        K >= 1 prompts of ``expert`` (and ``intercept``), or a list of expert names.
     expert, intercept :
         The prompts' mean function and whether they have an intercept (default linear with one).
     gating : {"softmax", "constant"}
@@ -72,6 +130,11 @@ class ContaminatedMoE:
         Built models only: the gate and the prompts see the covariates standardised with the fitting
         data's means and standard deviations (the frozen model always sees them as given); estimates are
         in standardised units.
+    transform : scikit-learn transformer, optional
+        Built models only: the gate's and the prompts' covariates are ``transform.fit_transform(X)`` (a
+        clone, fitted at ``fit``), while the frozen model still sees ``X`` as given.  This is the place for
+        preprocessing (one-hot encoding, splines, a scaler): a ``Pipeline`` step *in front of* the estimator
+        would change what the frozen model sees.  Its parameters are reachable as ``transform__name``.
     init, n_starts, bounds, maxiter :
         As in :func:`bayescmoe.fit_mle`.
     random_state : int, optional
@@ -112,6 +175,7 @@ class ContaminatedMoE:
         intercept: bool = True,
         gating: str = "softmax",
         standardize: bool = True,
+        transform: Any = None,
         init: Any = "multistart",
         n_starts: int = 10,
         bounds: dict | None = None,
@@ -128,6 +192,7 @@ class ContaminatedMoE:
         self.intercept = intercept
         self.gating = gating
         self.standardize = standardize
+        self.transform = transform
         self.init = init
         self.n_starts = n_starts
         self.bounds = bounds
@@ -136,19 +201,45 @@ class ContaminatedMoE:
 
     # -- scikit-learn's protocol ----------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's arguments (scikit-learn's convention)."""
-        return {k: getattr(self, k) for k in _PARAMS}
+        """The constructor's arguments (scikit-learn's convention); with ``deep``, also the parameters of the
+        frozen model and of ``transform`` as ``pretrained__name`` / ``transform__name``."""
+        out = {k: getattr(self, k) for k in _PARAMS}
+        if deep:
+            for key in _NESTED:
+                value = out[key]
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    out |= {f"{key}__{k}": v for k, v in value.get_params(deep=True).items()}
+        return out
 
     def set_params(self, **params: Any) -> ContaminatedMoE:
+        """Set constructor arguments, and nested ones (``pretrained__name``, ``transform__name``) as
+        scikit-learn's meta-estimators do.  The frozen model is shared with clones (it is never refitted), so
+        ``pretrained__...`` changes that one object."""
+        nested: dict[str, dict[str, Any]] = {}
         for key, value in params.items():
-            if key not in _PARAMS:
-                raise ValueError(f"unknown parameter {key!r}; valid: {', '.join(_PARAMS)}")
-            setattr(self, key, value)
+            name, nested_key, sub = key.partition("__")
+            if name not in _PARAMS or (nested_key and name not in _NESTED):
+                raise ValueError(
+                    f"unknown parameter {key!r}; valid: {', '.join(_PARAMS)} (and pretrained__*, transform__*)"
+                )
+            if nested_key:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub in nested.items():
+            target = getattr(self, name)
+            if not hasattr(target, "set_params"):
+                raise ValueError(f"{name} ({type(target).__name__}) has no set_params; cannot set {', '.join(sub)}")
+            target.set_params(**sub)
         return self
 
     def __sklearn_clone__(self) -> ContaminatedMoE:
-        """An unfitted copy with the same arguments; the frozen model is shared, never refitted."""
-        return type(self)(**self.get_params(deep=False))
+        """An unfitted copy with the same arguments; the frozen model is shared, never refitted, and ``transform``
+        is cloned (scikit-learn's convention for an unfitted sub-estimator)."""
+        params = self.get_params(deep=False)
+        if params["transform"] is not None:
+            params["transform"] = _clone(params["transform"])
+        return type(self)(**params)
 
     def __sklearn_tags__(self):
         """scikit-learn's tags of a regressor (asked for by scikit-learn only, so it is installed then)."""
@@ -166,15 +257,7 @@ class ContaminatedMoE:
     # -- building the model -----------------------------------------------------------------------
     def _build_spec(self, d: int) -> Spec:
         """The setting the arguments describe (their truth is a neutral placeholder: only fits use it)."""
-        if isinstance(self.prompts, (int, np.integer)) and not isinstance(self.prompts, bool):
-            if self.prompts < 1:
-                raise FitError(f"prompts must be at least 1, got {self.prompts}")
-            experts = [self.expert] * int(self.prompts)
-        else:
-            experts = list(self.prompts)
-        for name in experts:
-            if name not in EXPERTS:
-                raise FitError(f"unknown expert {name!r}; choose one of {', '.join(sorted(EXPERTS))}")
+        experts = prompt_experts(self.prompts, self.expert)
         K = len(experts)
         truth: dict[str, Any] = {"eta": [[0.0] * d] * K, "nu": [1.0] * K}
         if self.intercept:
@@ -198,33 +281,50 @@ class ContaminatedMoE:
                 raise FitError(
                     f"pretrained must be a fitted model with predict(X), got {type(self.pretrained).__name__}"
                 )
+            if self.scale is not None:
+                _check_scale(self.scale, self.family)
             data["pretrained"] = {
                 "family": self.family,
                 "mean": "data",
-                "scale": "data" if self.scale is None else self.scale,
+                "scale": "data" if self.scale is None else float(self.scale),
             }
             if self.df is not None:
                 data["pretrained"]["df"] = self.df
         return spec_from_dict(data, source="ContaminatedMoE arguments")
 
     def _covariates(self, X: Any, fitting: bool = False) -> np.ndarray:
-        """The gate's and prompts' covariates: standardised for a built model, else as given (checked)."""
-        X = _array(X)
+        """The gate's and prompts' covariates: ``X`` checked (its columns against the fit's before anything
+        else), transformed and standardised for a built model, else as given."""
+        expected = None if fitting else self.n_features_in_
+        if self.transform_ is None:
+            Z = check_covariates(X, expected, who=type(self).__name__)
+            columns = Z.shape[1]
+        else:  # the transform reads X as given (strings for an encoder); its output must be numbers
+            columns = np.shape(X)[1] if np.ndim(X) == 2 else 1
+            if expected is not None and columns != expected:
+                check_covariates(np.zeros((1, columns)), expected, who=type(self).__name__)
+            if fitting:
+                self.transform_.fit(X)
+            Z = self.transform_.transform(X)
+            Z = check_covariates(Z.toarray() if hasattr(Z, "toarray") else Z)
+        if fitting:
+            self.n_features_in_ = columns
         if self.standardize_:
             if fitting:
-                self.center_ = X.mean(axis=0)
-                spread = X.std(axis=0)
+                self.center_ = Z.mean(axis=0)
+                spread = Z.std(axis=0)
                 self.spread_ = np.where(spread > 0, spread, 1.0)
-            X = (X - self.center_) / self.spread_
-        return check_data(self.spec_, X, np.zeros(X.shape[0]))[0]
+            Z = (Z - self.center_) / self.spread_
+        return Z if self.spec_ is None else check_data(self.spec_, Z, np.zeros(Z.shape[0]))[0]
 
     def _frozen(self, X: Any, Xs: np.ndarray, f0_mean: Any, f0_scale: Any, need_scale: bool = True):
-        """The frozen expert's mean and scale at each row (None where the spec has them as formulas)."""
+        """The frozen expert's mean and scale at each row (None where the spec has them as formulas).  A fitted
+        model is called on ``X`` as the user gave it (a DataFrame keeps its column names), never standardised."""
         if f0_mean is not None and hasattr(f0_mean, "predict"):
-            f0_mean = f0_mean.predict(_array(X))  # a fitted model sees the covariates as given, never standardised
+            f0_mean = _predict(f0_mean, X)
         if self.pretrained_ is not None:
             if f0_mean is None:
-                f0_mean = self.pretrained_.predict(_array(X))
+                f0_mean = _predict(self.pretrained_, X)
             if self.scale_ is None and f0_scale is None and need_scale:
                 raise FitError(
                     "the frozen model's predictive scale is unknown: give scale= (estimate it on held-out data "
@@ -243,16 +343,26 @@ class ContaminatedMoE:
         them from the data (the mean also as a fitted model with ``predict(X)``); with ``pretrained`` the
         mean is ``pretrained.predict(X)``.
         """
+        # the data first: a fit that fails on them leaves an earlier fit as it was
+        n = len(check_covariates(X) if self.transform is None else np.zeros(np.shape(X)[0]))
+        check_response(y, n)
         self._built = self.spec is None
-        d = np.shape(X)[1] if np.ndim(X) == 2 else 1
-        self.spec_ = self._build_spec(d) if self._built else load_spec(self.spec)
+        if not self._built and self.transform is not None:
+            raise FitError("transform= is for a model built from arguments; a spec fixes its covariates")
         # what prediction uses is fixed at fit: set_params afterwards changes the next fit only
         self.__dict__.pop("idata_", None)  # a posterior of an earlier fit is not this fit's
         self.standardize_ = self._built and bool(self.standardize)
         self.pretrained_ = self.pretrained if self._built else None
         self.scale_ = self.scale
+        self.transform_ = None if self.transform is None else _clone(self.transform)
+        self.spec_ = None if self._built else load_spec(self.spec)
         Xs = self._covariates(X, fitting=True)
+        if self._built:
+            self.spec_ = self._build_spec(Xs.shape[1])
+            Xs = check_data(self.spec_, Xs, np.zeros(len(Xs)))[0]
         mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
+        if self._built and self.scale_ is not None and mean0 is not None:
+            self._warn_far_scale(check_data(self.spec_, Xs, y)[1] - mean0)
         self.fit_: FitResult = fit_mle(
             self.spec_,
             Xs,
@@ -268,8 +378,23 @@ class ContaminatedMoE:
         self.params_ = self.fit_.params
         self.converged_ = self.fit_.converged
         self.n_iter_ = self.fit_.n_iter
-        self.n_features_in_ = self.spec_.dim
         return self
+
+    def _warn_far_scale(self, residual: np.ndarray) -> None:
+        """A ScaleWarning when the given scale is over ``SCALE_RATIO`` times off the residuals' own."""
+        own = residual_scale(residual, self.family, self.df)
+        ratio = float(self.scale_) / own if own > 0 else np.inf
+        if 1.0 / SCALE_RATIO <= ratio <= SCALE_RATIO:
+            return
+        meaning = get_family(self.family).scale_meaning
+        hint = " (a standard deviation given where a variance is meant? square it)" if self.family == "normal" else ""
+        warnings.warn(
+            f"scale={self.scale_:.4g} is {ratio:.3g} times the scale of the frozen model's residuals on these data "
+            f"({own:.4g}, the {self.family} family's {meaning}){hint}; scale is the {meaning} of the frozen model's "
+            "predictive distribution: estimate it with bayescmoe.predictive_scale on held-out source data",
+            ScaleWarning,
+            stacklevel=3,
+        )
 
     def _fitted(self) -> Spec:
         if not hasattr(self, "params_"):
@@ -346,32 +471,51 @@ class ContaminatedMoE:
             out += weights[:, k] * special.ndtr((q - means[:, k]) / sds[:, k])
         return out
 
+    def predict_cdf(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> np.ndarray:
+        """The plug-in predictive CDF ``P(Y <= y_i | x_i)`` at each row (n,)."""
+        weights, means, sds = self._components(X, f0_mean, f0_scale)
+        y = np.asarray(y, dtype=float).reshape(-1)
+        if y.shape != (len(weights),):
+            raise ValueError(f"y must have one value per row of X ({len(weights)}), got shape {np.shape(y)}")
+        return self._cdf(y, weights, means, sds)
+
+    def predict_quantile(self, X: Any, q: Any = 0.5, f0_mean: Any = None, f0_scale: Any = None) -> np.ndarray:
+        """The plug-in predictive quantiles of y at each row: (n,) for one level ``q``, (n, len(q)) for several
+        (``q = 0.5``, the default, is the predictive median).  Bisection on the mixture's CDF, its bracket widened
+        until it holds the quantile (heavy tails: a Student-t frozen model)."""
+        levels = np.asarray(q, dtype=float)
+        if levels.ndim > 1 or levels.size == 0 or not np.all((levels > 0) & (levels < 1)):
+            raise ValueError(f"q must be a level or levels strictly between 0 and 1, got {q!r}")
+        weights, means, sds = self._components(X, f0_mean, f0_scale)
+        out = np.column_stack([self._quantile(p, weights, means, sds) for p in np.atleast_1d(levels)])
+        return out[:, 0] if levels.ndim == 0 else out
+
+    def _quantile(self, p: float, weights, means, sds) -> np.ndarray:
+        width = 10.0 * np.max(np.where(np.isfinite(sds), sds, 1.0), axis=1) + 1.0
+        lo, hi = means.min(axis=1) - width, means.max(axis=1) + width
+        for _ in range(200):  # widen the bracket until it holds the quantile (heavy tails: a Student-t f0)
+            low = self._cdf(lo, weights, means, sds) > p
+            high = self._cdf(hi, weights, means, sds) < p
+            if not (low.any() or high.any()):
+                break
+            lo = np.where(low, lo - 2.0 * (hi - lo), lo)
+            hi = np.where(high, hi + 2.0 * (hi - lo), hi)
+        for _ in range(200):
+            if np.all(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi) + np.abs(lo))):
+                break
+            mid = 0.5 * (lo + hi)
+            below = self._cdf(mid, weights, means, sds) < p
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
     def predict_interval(self, X: Any, alpha: float = 0.1, f0_mean: Any = None, f0_scale: Any = None):
         """The plug-in predictive ``1 - alpha`` interval of y at each row: the mixture's ``alpha/2`` and
-        ``1 - alpha/2`` quantiles (bisection on its CDF).  Returns ``(lower, upper)``."""
+        ``1 - alpha/2`` quantiles (:meth:`predict_quantile`).  Returns ``(lower, upper)``."""
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
         self._fitted()
-        weights, means, sds = self._components(X, f0_mean, f0_scale)
-        width = 10.0 * np.max(np.where(np.isfinite(sds), sds, 1.0), axis=1) + 1.0
-        bounds = []
-        for p in (alpha / 2, 1 - alpha / 2):
-            lo, hi = means.min(axis=1) - width, means.max(axis=1) + width
-            for _ in range(200):  # widen the bracket until it holds the quantile (heavy tails: a Student-t f0)
-                low = self._cdf(lo, weights, means, sds) > p
-                high = self._cdf(hi, weights, means, sds) < p
-                if not (low.any() or high.any()):
-                    break
-                lo = np.where(low, lo - 2.0 * (hi - lo), lo)
-                hi = np.where(high, hi + 2.0 * (hi - lo), hi)
-            for _ in range(200):
-                if np.all(hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi) + np.abs(lo))):
-                    break
-                mid = 0.5 * (lo + hi)
-                below = self._cdf(mid, weights, means, sds) < p
-                lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-            bounds.append(0.5 * (lo + hi))
-        return bounds[0], bounds[1]
+        bounds = self.predict_quantile(X, [alpha / 2, 1 - alpha / 2], f0_mean, f0_scale)
+        return bounds[:, 0], bounds[:, 1]
 
     def sample_predictive(self, X: Any, n_draws: int = 1000, f0_mean: Any = None, f0_scale: Any = None):
         """Draws of y at each row from the fitted (plug-in) mixture: an array (n_draws, n)."""

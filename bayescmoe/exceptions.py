@@ -16,6 +16,7 @@ __all__ = [
     "BoundaryWarning",
     "OutlierWarning",
     "LabelSwitchingWarning",
+    "ScaleWarning",
 ]
 
 
@@ -53,3 +54,8 @@ class OutlierWarning(UserWarning):
 
 class LabelSwitchingWarning(UserWarning):
     """Posterior draws had exchangeable prompts in another order than the reference; they were relabelled."""
+
+
+class ScaleWarning(UserWarning):
+    """A frozen model's given scale is far from what its residuals on the data say (a standard deviation
+    given for a variance, or data in other units)."""

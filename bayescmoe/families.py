@@ -18,7 +18,7 @@ from scipy import special, stats
 
 from bayescmoe.exceptions import SpecError
 
-__all__ = ["Family", "FAMILIES", "get_family"]
+__all__ = ["Family", "FAMILIES", "get_family", "residual_scale"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,25 @@ def get_family(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise SpecError(f"unknown family {name!r}; choose one of {', '.join(sorted(FAMILIES))}") from None
+
+
+def residual_scale(residual: np.ndarray, family: str, df: float | None = None) -> float:
+    """The maximum-likelihood scale of ``family`` for residuals around 0, in the family's own meaning of
+    ``scale`` (normal: the mean square, a variance; laplace: the mean absolute value; student_t: scipy's fit
+    with ``df`` fixed and location 0).
+
+    >>> residual_scale(np.array([1.0, -1.0, 3.0, -3.0]), "normal"), residual_scale(np.array([1.0, -3.0]), "laplace")
+    (5.0, 2.0)
+    """
+    residual = np.asarray(residual, dtype=float)
+    if family == "normal":
+        return float(np.mean(residual**2))
+    if family == "laplace":
+        return float(np.mean(np.abs(residual)))
+    get_family(family)  # an unknown name: the registry's error
+    if df is None:
+        raise SpecError("student_t needs df= (degrees of freedom)")
+    return float(stats.t.fit(residual, fdf=df, floc=0.0)[2])
 
 
 def prompt_dist(mu, nu):

@@ -208,7 +208,14 @@ class FitResult:
                 "distinguishable; standard errors are unreliable or undefined."
             )
         lr = self.lr_against_pretrained
-        if np.isfinite(lr) and lr < stats.chi2.ppf(0.99, self.n_params):
+        if np.isfinite(lr) and lr < 0:
+            notes.append(
+                f"The fit is below the pre-trained expert alone (likelihood ratio {lr:.3g} < 0), which any prompt "
+                "with a vanishing gate matches: the optimiser did not reach the optimum. Check the data's units "
+                "against the spec's box (covariates of order 1), try more starts (n_starts), or fit with "
+                "bayescmoe.ContaminatedMoE, which works in standardised units."
+            )
+        elif np.isfinite(lr) and lr < stats.chi2.ppf(0.99, self.n_params):
             why = (
                 "the prompt and the pre-trained expert are then close to non-distinguishable: the gate's "
                 "information vanishes with their distance (its standard errors grow like 1/distance)"

@@ -207,7 +207,8 @@ def test_prompt_overlap_against_the_closed_form(data):
     assert same.hellinger < 1e-6 and not same.distinguishable and same.share_close == 1.0
 
     # a frozen model far narrower than the prompt (variance 4e-4 against 4): resolved by the quadrature
-    narrow = estimator(Linear(), scale=4e-4, standardize=False).fit(Xl, yl)
+    with pytest.warns(bc.ScaleWarning):  # deliberately far from the data's residuals
+        narrow = estimator(Linear(), scale=4e-4, standardize=False).fit(Xl, yl)
     narrow.params_ = {"beta": [[0.0, 0.0]], "tau": [0.0], "eta": [[1.0, 0.0]], "b": [0.0], "nu": [4.0]}
     (wide,) = bc.prompt_overlap(narrow, Xl)
     exact = _hellinger_normal(Linear().predict(Xl), 4e-4, Xl[:, 0], 4.0)
@@ -301,3 +302,203 @@ def test_cli_prompts_json_and_errors(data, tmp_path):
         out = subprocess.run([sys.executable, "-m", "bayescmoe.cli", "finetune", *bad], capture_output=True,
                              text=True, timeout=120)  # fmt: skip
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
+
+
+# -- what a new user and a practitioner hit (issue 18) --------------------------------------------------
+
+
+@pytest.mark.parametrize("build", ["plain", "frozen"])
+def test_prediction_checks_the_number_of_columns_first(data, build):
+    """Fitted on d = 2 columns, every prediction refuses 1 or 3 columns in scikit-learn's words (it used to
+    broadcast one column into both after standardising: predict(X[:, :1]) equalled predict([x1, x1]))."""
+    _frozen, X, y = data
+
+    class Tolerant:  # a frozen model that reads the first column only, so it accepts fewer columns
+        def predict(self, X):
+            return np.sin(2.0 * np.asarray(X)[:, 0])
+
+    est = (bc.ContaminatedMoE(prompts=2, n_starts=2, random_state=0) if build == "plain"
+           else estimator(Tolerant(), n_starts=2))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X[:800], y[:800])
+    assert est.n_features_in_ == 2
+    for bad in (X[:5, :1], np.c_[X[:5], X[:5, :1]]):
+        message = f"X has {bad.shape[1]} features, but ContaminatedMoE is expecting 2 features as input"
+        for call in (est.predict, est.predict_gate, lambda A: est.score(A, y[:5]),
+                     lambda A: est.predict_interval(A), lambda A: est.predict_quantile(A, 0.5)):  # fmt: skip
+            with pytest.raises(ValueError, match=message):
+                call(bad)
+
+
+def test_one_nan_cell_is_named_at_its_row(data):
+    frozen, X, y = data
+    X = X.copy()
+    X[1234, 1] = np.nan
+    with pytest.raises(bc.DataError, match=r"^X has NaN or inf in row 1234 \(0-based\)"):
+        estimator(frozen).fit(X, y)
+
+
+def test_the_frozen_model_sees_the_users_dataframe_and_the_gate_a_transform(data):
+    """A frozen model that selects DataFrame columns by name gets the DataFrame; preprocessing for the gate and
+    the prompts goes into transform= (fitted on X), never in front of the estimator, where it would change what
+    the frozen model sees."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import StandardScaler
+
+    frozen, X, y = data
+
+    seen = []
+
+    class ByName:
+        def predict(self, X):
+            seen.append(type(X).__name__)
+            return np.sin(2.0 * X["carat"].to_numpy()) + 0.3 * X["depth"].to_numpy()
+
+    frame = pd.DataFrame(X, columns=["carat", "depth"])
+    by_name = estimator(ByName()).fit(frame, y)
+    by_array = estimator(frozen).fit(X, y)
+    assert set(seen) == {"DataFrame"}
+    assert by_name.fit_.loglik == pytest.approx(by_array.fit_.loglik, rel=1e-10)
+    np.testing.assert_allclose(by_name.predict(frame), by_array.predict(X), rtol=1e-9)
+    # a scaler in front of the estimator moves the frozen model's mean; inside, as transform=, it does not
+    scaler = StandardScaler().fit(X)
+    shifted = frozen.predict(scaler.transform(X)) - frozen.predict(X)
+    assert np.max(np.abs(shifted)) > 0.5  # the trap the issue measured (0.83)
+    inside = estimator(frozen, transform=StandardScaler(), standardize=False).fit(X, y)
+    assert inside.fit_.loglik == pytest.approx(by_array.fit_.loglik, rel=1e-9)
+    np.testing.assert_allclose(inside.predict(X), by_array.predict(X), rtol=1e-8, atol=1e-10)
+
+
+def test_nested_parameters_as_scikit_learns_meta_estimators(data):
+    from sklearn.linear_model import Ridge
+    from sklearn.preprocessing import StandardScaler
+
+    _frozen, X, y = data
+    ridge = Ridge(alpha=1.0).fit(X, y)
+    est = estimator(ridge, transform=StandardScaler())
+    params = est.get_params(deep=True)
+    assert params["pretrained__alpha"] == 1.0 and params["transform__with_mean"] is True
+    assert "pretrained__alpha" not in est.get_params(deep=False)
+    est.set_params(pretrained__alpha=2.0, transform__with_mean=False, n_starts=3)
+    assert ridge.alpha == 2.0 and est.transform.with_mean is False and est.n_starts == 3
+    with pytest.raises(ValueError, match="unknown parameter 'prompts__k'"):
+        est.set_params(prompts__k=1)
+    assert clone(est).get_params(deep=False)["transform"] is not est.transform  # clone copies the transform
+
+
+@pytest.mark.filterwarnings("ignore::bayescmoe.exceptions.BoundaryWarning")  # 500 rows: not the point
+def test_a_scale_given_as_a_standard_deviation_is_named(data):
+    frozen, X, y = data
+    with pytest.warns(bc.ScaleWarning, match=r"times the scale of the frozen model's residuals.*square it"):
+        estimator(frozen, scale=0.5 / 1e3).fit(X[:500], y[:500])  # 2e3 times too small
+    with pytest.raises(bc.FitError, match="variance of the frozen model's predictive distribution"):
+        estimator(frozen, scale=-0.25).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bc.ScaleWarning)
+        estimator(frozen, scale=0.5, n_starts=2).fit(X[:500], y[:500])  # an SD of 0.5 for a variance of 0.25: 2x
+
+
+def test_prompt_counts_and_folds_are_checked(data):
+    frozen, X, y = data
+    for prompts in (2.5, True, 0, [], ["cubic"]):
+        with pytest.raises(bc.FitError, match=r"prompts must|unknown expert"):
+            estimator(frozen, prompts=prompts).fit(X, y)
+    for kwargs, message in (({"prompts": ()}, "non-empty list"), ({"prompts": [1.5]}, "non-empty list"),
+                            ({"folds": 1}, "at least 2"), ({"folds": 2.0}, "at least 2")):  # fmt: skip
+        with pytest.raises(bc.BayescmoeError, match=message):
+            bc.compare_prompts(X, y, pretrained=frozen, scale=0.25, posterior=False, **kwargs)
+    mean = frozen.predict(X)
+    mean[2999] = np.nan
+    with pytest.raises(bc.DataError, match=r"f0_mean has NaN or inf in rows 2999 \(0-based\)"):
+        bc.compare_prompts(X, y, f0_mean=mean, scale=0.25, posterior=False)
+
+
+def test_predictive_quantiles_and_cdf_against_scipy(data):
+    """The median and other quantiles invert the CDF, which is the mixture of the components' scipy CDFs."""
+    frozen, X, y = data
+    est = estimator(frozen, n_starts=2).fit(X[:1000], y[:1000])
+    p = est.params_
+    Xs = (X[:4] - est.center_) / est.spread_
+    g = stats.logistic.cdf(Xs @ np.asarray(p["beta"][0]) + p["tau"][0])
+    h = Xs @ np.asarray(p["eta"][0]) + p["b"][0]
+
+    def cdf(v):
+        return (1 - g) * stats.norm.cdf(v, frozen.predict(X[:4]), 0.5) + g * stats.norm.cdf(v, h, np.sqrt(p["nu"][0]))
+
+    q = est.predict_quantile(X[:4], [0.05, 0.5, 0.95])
+    assert q.shape == (4, 3) and np.all(np.diff(q, axis=1) > 0)
+    for j, level in enumerate((0.05, 0.5, 0.95)):
+        np.testing.assert_allclose(cdf(q[:, j]), level, atol=1e-10)
+    np.testing.assert_allclose(est.predict_quantile(X[:4]), q[:, 1])  # the default is the median
+    np.testing.assert_allclose(est.predict_cdf(X[:4], y[:4]), cdf(y[:4]), rtol=1e-10)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        est.predict_quantile(X[:4], 1.0)
+
+
+@pytest.mark.filterwarnings("ignore::bayescmoe.exceptions.BoundaryWarning")  # 500 rows: not the point
+def test_an_unused_prompt_is_reported_as_unused(data):
+    frozen, X, y = data
+    est = estimator(frozen, n_starts=2).fit(X[:500], y[:500])
+    est.params_ = est.params_ | {"tau": np.array([-40.0])}  # the gate never opens
+    (overlap,) = bc.prompt_overlap(est, X)
+    assert overlap.mass < 1e-10 and not overlap.used and not overlap.distinguishable
+    assert overlap.verdict == "unused"
+
+
+def test_plot_gate_aggregates_tied_rows():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(4)
+    coords = rng.integers(0, 3, size=(60, 2)).astype(float)  # 9 distinct points, many ties
+    weights = rng.uniform(size=(60, 2))
+    points, mean, count = bc.gate_points(coords, weights)
+    assert len(points) == len(np.unique(coords, axis=0)) and count.sum() == 60
+    for p, m in zip(points, mean):  # each point's colour is the mean weight of its rows
+        np.testing.assert_allclose(m, weights[np.all(coords == p, axis=1)].mean(axis=0))
+
+
+class Recording:
+    """A scikit-learn regressor of its own kind, counting its fits (clones share the counter)."""
+
+    fits = 0
+
+    def __init__(self, degree=1):
+        self.degree = degree
+
+    def get_params(self, deep=True):
+        return {"degree": self.degree}
+
+    def set_params(self, **params):
+        self.degree = params.get("degree", self.degree)
+        return self
+
+    def fit(self, X, y):
+        Recording.fits += 1
+        self.coef_ = np.linalg.lstsq(np.c_[np.ones(len(X)), np.asarray(X)], y, rcond=None)[0]
+        return self
+
+    def predict(self, X):
+        return np.c_[np.ones(len(X)), np.asarray(X)] @ self.coef_
+
+
+def test_compare_adaptations_takes_any_data_and_refits_clones_of_the_users_model(data, tmp_path):
+    _frozen, X, y = data
+    rng = np.random.default_rng(2)
+    Xs = rng.uniform(-1, 1, (600, 2))
+    ys = Xs @ [1.0, -0.5] + rng.normal(0, 0.3, 600)
+    task = bc.adaptation_task(Recording(), Xs, ys, X[:300], y[:300], seed=0)
+    assert isinstance(task.frozen, Recording) and Recording.fits == 1
+    before = Recording.fits
+    store = tmp_path / "folds.jsonl"
+    first = bc.compare_adaptations(task, prompts=[1], folds=2, repeats=1, posterior=False, n_starts=2, store=store)
+    # per fold: the two baselines, each an inner 5-fold variance and a final fit, all clones of Recording
+    assert Recording.fits - before == 2 * 2 * 6
+    assert all(isinstance(w, dict) and {"method", "category", "message"} <= set(w) for w in first.details["warnings"])
+    again = bc.compare_adaptations(task, prompts=[1], folds=2, repeats=1, posterior=False, n_starts=2, store=store)
+    assert Recording.fits - before == 2 * 2 * 6  # resumed from the store: nothing refitted
+    for m in first.methods:
+        np.testing.assert_array_equal(first.log_score[m], again.log_score[m])
+    with pytest.raises(bc.BayescmoeError, match="another comparison"):
+        bc.compare_adaptations(task, prompts=[1, 2], folds=2, repeats=1, posterior=False, store=store)

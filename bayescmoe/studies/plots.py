@@ -16,7 +16,7 @@ from bayescmoe.studies.rates import RateRow, RateStudy
 from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
 from bayescmoe.theory import proposition_1
 
-__all__ = ["plot_study", "plot_widening", "plot_gate"]
+__all__ = ["plot_study", "plot_widening", "plot_gate", "gate_points"]
 
 LABELS = {
     "beta": r"$\|\hat\beta - \beta^*\|$",
@@ -245,11 +245,13 @@ def _plot_pair(pair, directory: Path) -> list[Path]:
 
 
 def plot_gate(estimator, X, columns: tuple[int, int] = (0, 1), names: list[str] | None = None, f0_mean=None, path=None):
-    """Where the gate opens: each row of ``X`` over two of its covariates, coloured by each prompt's gate
+    """Where the gate opens: the rows of ``X`` over two of its covariates, coloured by each prompt's gate
     weight ``g_k(x)`` (a panel per prompt; with a frozen model, a first panel of its weight).
 
-    ``estimator`` is a fitted :class:`bayescmoe.ContaminatedMoE`; ``names`` label the covariates.  Returns
-    the matplotlib figure (also written to ``path`` when given).
+    Rows that share the two plotted covariates (ties, a discrete covariate) are drawn as one point coloured
+    by their mean weight, its area growing with their number, so that the colour at a point is not that of
+    whichever row happened to be drawn last.  ``estimator`` is a fitted :class:`bayescmoe.ContaminatedMoE`;
+    ``names`` label the covariates.  Returns the matplotlib figure (also written to ``path`` when given).
     """
     import matplotlib.pyplot as plt  # the backend is the caller's: a notebook keeps its open figures
 
@@ -261,14 +263,31 @@ def plot_gate(estimator, X, columns: tuple[int, int] = (0, 1), names: list[str] 
     ]
     names = names or [f"x{j + 1}" for j in range(X.shape[1])]
     i, j = columns
+    points, rows_at, count = gate_points(X[:, [i, j]], weights)
+    size = 6.0 * np.sqrt(count)  # area ~ sqrt(count): a tie of 100 rows is 10 times a single row
     fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels), 3.4), sharex=True, sharey=True,
                              squeeze=False, constrained_layout=True)  # fmt: skip
-    for ax, label, w in zip(axes[0], labels, weights.T):
-        points = ax.scatter(X[:, i], X[:, j], c=w, s=6, cmap="viridis", vmin=0.0, vmax=1.0, rasterized=True)
-        ax.set_title(f"{label}: mean weight {w.mean():.2f}", fontsize=9)
+    for ax, label, w, total in zip(axes[0], labels, rows_at.T, weights.mean(axis=0)):
+        drawn = ax.scatter(points[:, 0], points[:, 1], c=w, s=size, cmap="viridis", vmin=0.0, vmax=1.0,
+                           rasterized=True)  # fmt: skip
+        ax.set_title(f"{label}: mean weight {total:.2f}", fontsize=9)
         ax.set_xlabel(names[i])
     axes[0, 0].set_ylabel(names[j])
-    fig.colorbar(points, ax=axes[0].tolist(), label="gate weight", shrink=0.9)
+    fig.colorbar(drawn, ax=axes[0].tolist(), label="gate weight (mean over tied rows)", shrink=0.9)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def gate_points(coords: np.ndarray, weights: np.ndarray):
+    """The distinct rows of ``coords`` (m, 2), the mean of ``weights`` (n, C) over the rows at each, and how
+    many rows each holds.
+
+    >>> pts, mean, count = gate_points(np.array([[0, 0], [1, 1], [0, 0.0]]), np.array([[0.2], [0.5], [0.6]]))
+    >>> pts.tolist(), mean.round(3).tolist(), count.tolist()
+    ([[0.0, 0.0], [1.0, 1.0]], [[0.4], [0.5]], [2, 1])
+    """
+    points, inverse, count = np.unique(coords, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    sums = np.stack([np.bincount(inverse, weights=w, minlength=len(points)) for w in weights.T], axis=1)
+    return points, sums / count[:, None], count
