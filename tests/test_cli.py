@@ -100,3 +100,69 @@ def test_nan_rows_in_csv(tmp_path):
     assert out.stderr.strip() == (
         "bayescmoe: error: y has NaN or inf in rows 5, 17 (0-based); remove or impute those rows"
     )
+
+
+def test_every_option_says_its_default_and_every_argument_has_help():
+    """--help names each option's default (issue 18 found check --n/--n-mc/--seed/--starts, prompts --family,
+    finetune --draws, rates --n-min/--n-max and others without)."""
+    import argparse
+
+    from bayescmoe.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+            if action.option_strings and action.default not in (None, False) and not action.required:
+                assert "default" in action.help, f"{name} {action.option_strings} does not name its default"
+
+
+def test_reproduce_help_names_the_least_favourable_settings():
+    out = run("reproduce", "--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    assert "softmax_eta_merging_lf" in text and "softmax_nu_merging_lf" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["finetune", "--folds", "1"], "expected an integer of at least 2, got '1'"),
+        (["simulate", "frozen_model_prompt", "--n", "10", "--out", "x.csv"], "the command line has no model"),
+    ],
+)
+def test_messages_say_what_is_wrong_in_the_users_terms(tmp_path, args, message):
+    out = run(*args, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "f0_mean=" not in out.stderr.replace("f0_mean=model", "")
+
+
+def test_finetune_checks_its_output_directory_before_the_study(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run("finetune", "--out", str(blocker / "out"))
+    assert out.returncode == 2 and "cannot write to" in out.stderr and "choose another --out" in out.stderr
+    assert "compiling" not in out.stderr  # nothing was fitted before the check
+
+
+def test_check_of_one_prompt_without_a_frozen_expert_says_why_nothing_is_tested(tmp_path):
+    spec = tmp_path / "one.toml"
+    spec.write_text(
+        'name = "one"\ndim = 2\ngating = "softmax"\n[[prompts]]\nexpert = "tanh"\n[truth]\n'
+        "beta = [[0.0, 0.0]]\ntau = [0.0]\neta = [[1.0, 0.5]]\nnu = [0.3]\n"
+    )
+    out = run("check", str(spec), "--n-mc", "2000")
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()[:2]
+    assert first == "one: NOT APPLICABLE" and "Definition 1 does not apply" in second
+
+
+def test_covariates_in_other_units_get_advice(tmp_path):
+    X, y, _ = bc.simulate("softmax_distinguishable", 500, seed=0)
+    data = tmp_path / "big.csv"
+    bc.write_csv(data, X * 1e6, y, [f"x{i + 1}" for i in range(8)])
+    out = run("fit", "softmax_distinguishable", "--data", str(data), "--n-starts", "2")
+    assert "covariate x" in out.stderr and "Standardise the covariates" in out.stderr
+    assert "overflow" not in out.stderr

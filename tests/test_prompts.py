@@ -358,3 +358,15 @@ def test_rate_studies_and_losses_with_several_prompts():
         bc.run_rates("frozen_model_prompt", [400, 1200], reps=2)
     with pytest.raises(bc.SpecError, match="the widening study is for one prompt"):
         bc.widening("laplace_two_prompts", [0.5, 1.0], [500], 1)
+
+
+def test_a_schedule_with_several_prompts_names_its_prompt():
+    """Without `prompt`, a schedule in a K >= 2 spec used to move prompt 1 silently (and replace its truth)."""
+    data = bc.load_spec("laplace_two_prompts").to_dict()
+    data["truth"]["schedule"] = [{"parameter": "eta", "form": "merge", "c": 1.0, "kappa": 0.125, "direction": [1, 0]}]
+    with pytest.raises(bc.SpecError, match=r"prompt' is missing: with 2 prompts, say which one"):
+        bc.spec_from_dict(data)
+    data["truth"]["schedule"][0]["prompt"] = 2
+    spec = bc.spec_from_dict(data)
+    assert spec.schedules[0].prompt == 2
+    np.testing.assert_array_equal(spec.truth_at(100)["eta"][0], np.asarray(data["truth"]["eta"][0]))

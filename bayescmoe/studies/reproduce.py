@@ -4,7 +4,7 @@ Two groups of settings: ``softmax`` (arXiv 2505.18455: distinguishable, eta merg
 the two merging sequences at their least favourable truths)
 and ``constant`` (arXiv 2410.12258: its three experiments, prompt vanishing, prompt merging with
 identical and with different expert structures, and a softmax-gated setting matched to the
-vanishing one on the same data).  ``quick`` runs a group in about a minute and a half on 2 cores;
+vanishing one on the same data).  ``quick`` runs a group in 2 to 4 minutes on 2 cores;
 ``paper`` uses the literature's scale (40 replications, 50 sample sizes in 1e3..1e5), and for the least
 favourable sequences of the merging settings (``*_lf``, :mod:`bayescmoe.minimax`) 25 sizes in 1e3..1e6.
 """
