@@ -39,6 +39,7 @@ from bayescmoe.exceptions import (
     BoundaryWarning,
     ConvergenceWarning,
     DataError,
+    DegenerateWarning,
     FitError,
     IdentifiabilityWarning,
     LabelSwitchingWarning,
@@ -124,7 +125,16 @@ from bayescmoe.studies.widening import (
     params_at_delta,
     widening,
 )
+from bayescmoe.starts import (
+    from_responsibilities,
+    nested_starts,
+    partition_starts,
+    split_merge_starts,
+    split_starts,
+    start_count,
+)
 from bayescmoe.theory import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
+from bayescmoe.units import NU_FLOOR, Units, standard_spec
 
 __version__ = "0.1.0"
 
@@ -176,6 +186,15 @@ __all__ = [
     "fit_mle",
     "fit_map",
     "fit_em",
+    "Units",
+    "NU_FLOOR",
+    "standard_spec",
+    "start_count",
+    "partition_starts",
+    "nested_starts",
+    "split_starts",
+    "split_merge_starts",
+    "from_responsibilities",
     "FitResult",
     "ContaminatedMoE",
     "prompt_experts",
@@ -262,6 +281,7 @@ __all__ = [
     "DataError",
     "FitError",
     "IdentifiabilityWarning",
+    "DegenerateWarning",
     "LabelSwitchingWarning",
     "ScaleWarning",
     "OutlierWarning",

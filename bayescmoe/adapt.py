@@ -150,6 +150,7 @@ class PromptRow:
     pareto_k_max: float | None = None
     pareto_k_bad: int | None = None  # rows above ArviZ's threshold
     pareto_k_threshold: float | None = None
+    warnings: tuple[str, ...] = ()  # every warning of this K's fits and posterior ("fold 2: DegenerateWarning: ...")
 
 
 @dataclass(frozen=True)
@@ -166,14 +167,18 @@ class PromptChoice:
 
     def table(self) -> str:
         head = (f"{'K':>2} {'params':>6} {'loglik':>11} {'BIC':>11} {'held-out':>9} {'(se)':>7} {'elpd_loo':>10} "
-                f"{'(se)':>7} {'p_loo':>6} {'max k':>6} {'bad k':>5}")  # fmt: skip
+                f"{'(se)':>7} {'p_loo':>6} {'max k':>6} {'bad k':>5} {'warn':>4}")  # fmt: skip
         lines = [head]
         for r in self.rows:
             loo = (f"{r.loo:10.2f} {r.loo_se:7.2f} {r.p_loo:6.1f} {r.pareto_k_max:6.2f} {r.pareto_k_bad:5d}"
                    if r.loo is not None else f"{'-':>10} {'-':>7} {'-':>6} {'-':>6} {'-':>5}")  # fmt: skip
             lines.append(f"{r.prompts:>2} {r.n_params:>6} {r.loglik:11.2f} {r.bic:11.2f} {r.heldout:9.4f} "
-                         f"{r.heldout_se:7.4f} {loo}")  # fmt: skip
+                         f"{r.heldout_se:7.4f} {loo} {len(r.warnings):>4}")  # fmt: skip
         lines.append("chosen K: " + ", ".join(f"{k} {v}" for k, v in self.choice.items()))
+        for r in self.rows:
+            if r.warnings:
+                lines.append(f"K = {r.prompts}: {len(r.warnings)} warning{'s' if len(r.warnings) > 1 else ''}")
+                lines += [f"  {w[:300]}{' ...' if len(w) > 300 else ''}" for w in r.warnings]
         return "\n".join(lines)
 
 
@@ -200,7 +205,7 @@ def compare_prompts(
     chains: int = 2,
     sampler: str = "pymc",
     seed: int = 0,
-    n_starts: int = 10,
+    n_starts: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> PromptChoice:
     """How many prompts a frozen model needs on target data: held-out log score, BIC and PSIS-LOO.
@@ -282,23 +287,28 @@ def compare_prompts(
             )
 
         heldout = np.empty(len(y))
+        caught: list[str] = []  # every fit's warnings, carried into the row (the fits' own emission is held back)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # each fit's own warnings (a prompt on the box...) are not the point
-            for part in parts:
+            warnings.simplefilter("ignore")
+            for f, part in enumerate(parts):
                 train = np.setdiff1d(np.arange(len(y)), part)
                 est = model().fit(X[train], y[train], f0_mean=mean[train])
                 heldout[part] = est.score_samples(X[part], y[part], f0_mean=mean[part])
+                caught += [f"fold {f + 1}: {w}" for w in est.fit_.warnings]
                 report(f"K = {K} fold")
             full = model().fit(X, y, f0_mean=mean)
+            caught += [f"all rows: {w}" for w in full.fit_.warnings]
             report(f"K = {K} all rows")
         fit = full.fit_
         row = {"prompts": K, "n_params": fit.n_params, "loglik": fit.loglik, "bic": fit.bic,
                "heldout": float(heldout.mean()), "heldout_se": float(heldout.std(ddof=1) / np.sqrt(len(y))),
                "converged": fit.converged}  # fmt: skip
         if posterior:
-            row |= _loo(full, X, y, mean, draws, tune, chains, sampler, seed)
+            loo, sampled = _loo(full, X, y, mean, draws, tune, chains, sampler, seed)
+            row |= loo
+            caught += [f"posterior: {w}" for w in sampled]
             report(f"K = {K} posterior")
-        rows.append(PromptRow(**row))
+        rows.append(PromptRow(**row, warnings=tuple(caught)))
     choice = {
         "held-out log score": max(rows, key=lambda r: r.heldout).prompts,
         "BIC": min(rows, key=lambda r: r.bic).prompts,
@@ -326,12 +336,12 @@ class _Predictions:
         raise BayescmoeError("the frozen model's predictions must be given as f0_mean=")
 
 
-def _loo(est: ContaminatedMoE, X, y, mean, draws, tune, chains, sampler, seed) -> dict[str, Any]:
-    """PSIS-LOO of the posterior: the pointwise log-likelihood of every draw, ArviZ's loo."""
+def _loo(est: ContaminatedMoE, X, y, mean, draws, tune, chains, sampler, seed) -> tuple[dict[str, Any], list[str]]:
+    """PSIS-LOO of the posterior (the pointwise log-likelihood of every draw, ArviZ's loo), and the sampling's warnings."""
     import arviz as az
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the diagnostics are the study's, reported with the Pareto k
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # kept with the row's warnings, beside the Pareto k
         idata = est.sample_posterior(X, y, f0_mean=mean, draws=draws, tune=tune, chains=chains, sampler=sampler,
                                      seed=seed, check=False)  # fmt: skip
     post = idata.posterior
@@ -341,10 +351,11 @@ def _loo(est: ContaminatedMoE, X, y, mean, draws, tune, chains, sampler, seed) -
         {"/posterior": post.to_dataset(), "/log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), values)})}
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns about high Pareto k: they are reported in the table
+        warnings.simplefilter("ignore")  # ArviZ warns about high Pareto k: the table reports them (max k, bad k)
         result = az.loo(tree, pointwise=True)
     k = np.asarray(result.pareto_k)
     threshold = float(result.good_k) if np.ndim(result.good_k) == 0 else 0.7
+    texts = [f"{w.category.__name__}: {w.message}" for w in seen if "BLAS" not in str(w.message)]
     return {"loo": float(result.elpd), "loo_se": float(result.se), "p_loo": float(result.p),
             "pareto_k_max": float(k.max()), "pareto_k_bad": int((k > threshold).sum()),
-            "pareto_k_threshold": threshold}  # fmt: skip
+            "pareto_k_threshold": threshold}, texts  # fmt: skip

@@ -151,8 +151,20 @@ def cmd_fit(args) -> int:
     spec = bc.load_spec(args.spec)
     X, y, f0_mean, f0_scale = _read_data(bc, args, spec)
     estimator = {"mle": bc.fit_mle, "map": bc.fit_map, "em": bc.fit_em}[args.method]
+    bounds = "data" if args.bounds == "data" else None
+    if bounds and args.method == "em":
+        raise bc.BayescmoeError("--bounds data is for --method mle or map; EM runs in the spec's own units")
+    options = {"bounds": bounds} if bounds else {}
     fit = estimator(
-        spec, X, y, init=args.init, n_starts=args.n_starts, seed=args.seed, f0_mean=f0_mean, f0_scale=f0_scale
+        spec,
+        X,
+        y,
+        init=args.init,
+        n_starts=args.n_starts,
+        seed=args.seed,
+        f0_mean=f0_mean,
+        f0_scale=f0_scale,
+        **options,
     )
     print(fit.to_json() if args.json else fit.summary(alpha=args.alpha))
     return 0 if fit.converged else 1
@@ -847,7 +859,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="multistart",
         help="starting points: random multistart (default) or the spec's truth at n",
     )
-    p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts (default 10)")
+    p.add_argument("--n-starts", type=_positive_int, default=None,
+                   help="starts of the multistart (default 10 + 5 K (d + 1): data-driven and random, screened)")  # fmt: skip
+    p.add_argument("--bounds", choices=["spec", "data"], default="spec",
+                   help="spec: the spec's own box, in the data's units (default); data: fit a user's data in "
+                   "standardised units, the box and the variance floor relative to the data, the estimate reported "
+                   "in the data's units (MODEL.md section 9)")  # fmt: skip
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts (default 0)")
     p.add_argument(
         "--method",
@@ -994,7 +1011,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", choices=["linear", "tanh", "sigmoid", "gelu", "relu"], default="linear",
                    help="the prompts' mean function, each with an intercept (default linear)")  # fmt: skip
     p.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default 5)")
-    p.add_argument("--n-starts", type=_positive_int, default=10, help="random starts per fit (default 10)")
+    p.add_argument("--n-starts", type=_positive_int, default=None,
+                   help="starts per fit (default 10 + 5 K (d + 1): data-driven and random, screened)")  # fmt: skip
     p.add_argument("--no-posterior", action="store_true", help="skip NUTS and PSIS-LOO")
     _nuts_options(p, draws=500, chains=2)
     p.add_argument(

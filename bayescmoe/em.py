@@ -46,7 +46,7 @@ def fit_em(
     y: Any,
     *,
     init: Init = "multistart",
-    n_starts: int = 10,
+    n_starts: int | None = 10,
     seed: int | None = 0,
     bounds: Mapping[str, Any] | None = None,
     maxiter: int = 5000,
@@ -88,7 +88,8 @@ def fit_em(
         t0 = time.perf_counter()
         spec = load_spec(spec).with_bounds(bounds)
         data = checked_data(spec, X, y, f0_mean, f0_scale, min_n=spec.n_params + 1)
-        starts, start = resolve_starts(spec, data.y, init, n_starts, np.random.default_rng(seed))
+        n_starts = 10 if n_starts is None else n_starts  # EM runs every start to its end: fewer than Newton's
+        starts, start = resolve_starts(spec, data, init, n_starts, np.random.default_rng(seed))
         problem = _Problem(data.likelihood(spec), None)
         runs = [_EM(spec, problem.lik, data.X, data.y).run(theta, maxiter, tol) for theta in starts]
         return _result(spec, "em", problem, _best(runs), start, len(starts), t0)

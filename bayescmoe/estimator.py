@@ -48,6 +48,20 @@ _NESTED = ("pretrained", "transform")
 SCALE_RATIO = 100.0
 
 
+def _posterior_in(idata: Any, spec: Spec, units: Any) -> Any:
+    """A posterior sampled in standardised units with its draws in the data's (:meth:`Units.params` keeps the
+    leading chain and draw axes); the other groups as they are."""
+    import xarray as xr
+
+    post = idata.posterior.to_dataset()
+    mapped = units.params(spec, {name: post[name].values for name in spec.param_names})
+    user = post.assign({name: post[name].copy(data=np.asarray(mapped[name])) for name in spec.param_names})
+    user.attrs = dict(post.attrs) | {"units": "the data's (sampled in standardised units)"}
+    tree = idata.copy()
+    tree["posterior"] = xr.DataTree(dataset=user)
+    return tree
+
+
 def _check_scale(scale: Any, family: str) -> None:
     meaning = get_family(family).scale_meaning
     ok = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
@@ -127,9 +141,13 @@ class ContaminatedMoE:
         The prompts' mean function and whether they have an intercept (default linear with one).
     gating : {"softmax", "constant"}
     standardize : bool
-        Built models only: the gate and the prompts see the covariates standardised with the fitting
-        data's means and standard deviations (the frozen model always sees them as given); estimates are
-        in standardised units.
+        Built models only: fit in standardised units (``fit_mle(..., bounds="data")``, :mod:`bayescmoe.units`):
+        the covariates, the response and the frozen expert mapped by the fitting data's means and standard
+        deviations, the box and the variance floor relative to the data; the estimates, their standard errors
+        and every prediction are reported in the data's units, so that they do not depend on them (a linear
+        prompt's ``eta``, ``b`` are its slope and intercept; a bounded or curved one's mean is
+        ``y_center + y_scale phi(eta . x + b)``, ``units_`` holding the map).  The frozen model always sees
+        ``X`` as given.  ``False``: the default box, absolute, in the data's units.
     transform : scikit-learn transformer, optional
         Built models only: the gate's and the prompts' covariates are ``transform.fit_transform(X)`` (a
         clone, fitted at ``fit``), while the frozen model still sees ``X`` as given.  This is the place for
@@ -150,6 +168,8 @@ class ContaminatedMoE:
         The full result (standard errors, log-likelihood, summary...).
     converged_, n_iter_, n_features_in_ :
         From the optimiser and the data.
+    units_ : bayescmoe.units.Units or None
+        The standardisation of a built model's fit (None with ``standardize=False`` or a spec).
     idata_ :
         After :meth:`sample_posterior`: the posterior (an ArviZ ``DataTree``).
 
@@ -177,7 +197,7 @@ class ContaminatedMoE:
         standardize: bool = True,
         transform: Any = None,
         init: Any = "multistart",
-        n_starts: int = 10,
+        n_starts: int | None = None,
         bounds: dict | None = None,
         maxiter: int = 200,
         random_state: int | None = None,
@@ -293,8 +313,8 @@ class ContaminatedMoE:
         return spec_from_dict(data, source="ContaminatedMoE arguments")
 
     def _covariates(self, X: Any, fitting: bool = False) -> np.ndarray:
-        """The gate's and prompts' covariates: ``X`` checked (its columns against the fit's before anything
-        else), transformed and standardised for a built model, else as given."""
+        """The gate's and prompts' covariates in the data's units: ``X`` checked (its columns against the fit's
+        before anything else), and transformed by ``transform`` when there is one."""
         expected = None if fitting else self.n_features_in_
         if self.transform_ is None:
             Z = check_covariates(X, expected, who=type(self).__name__)
@@ -309,12 +329,6 @@ class ContaminatedMoE:
             Z = check_covariates(Z.toarray() if hasattr(Z, "toarray") else Z)
         if fitting:
             self.n_features_in_ = columns
-        if self.standardize_:
-            if fitting:
-                self.center_ = Z.mean(axis=0)
-                spread = Z.std(axis=0)
-                self.spread_ = np.where(spread > 0, spread, 1.0)
-            Z = (Z - self.center_) / self.spread_
         return Z if self.spec_ is None else check_data(self.spec_, Z, np.zeros(Z.shape[0]))[0]
 
     def _frozen(self, X: Any, Xs: np.ndarray, f0_mean: Any, f0_scale: Any, need_scale: bool = True):
@@ -370,11 +384,14 @@ class ContaminatedMoE:
             init=self.init,
             n_starts=self.n_starts,
             seed=self.random_state,
-            bounds=None if self._built else self.bounds,
+            bounds="data" if self.standardize_ else None if self._built else self.bounds,
             maxiter=self.maxiter,
             f0_mean=mean0,
             f0_scale=scale0,
         )
+        # predictions are computed where the fit was (standardised units for a built model), then mapped back
+        self.units_ = self.fit_.units
+        self._model = self.fit_.standard if self.fit_.standard is not None else self.fit_
         self.params_ = self.fit_.params
         self.converged_ = self.fit_.converged
         self.n_iter_ = self.fit_.n_iter
@@ -396,6 +413,13 @@ class ContaminatedMoE:
             stacklevel=3,
         )
 
+    @property
+    def _model_params(self) -> dict[str, Any]:
+        """``params_`` in the units of the fit (what predictions compute with; ``params_`` stays the truth)."""
+        if self.units_ is None:
+            return self.params_
+        return self.units_.standard_params(self._model.spec, self.params_)
+
     def _fitted(self) -> Spec:
         if not hasattr(self, "params_"):
             raise FitError("this ContaminatedMoE is not fitted yet; call fit(X, y) first")
@@ -405,20 +429,41 @@ class ContaminatedMoE:
     def predict_gate(self, X: Any) -> np.ndarray:
         """The prompts' weights for each row of ``X``: ``g(x)`` (n,) for one prompt written with ``[prompt]``,
         else (n, K)."""
-        spec = self._fitted()
-        return gate_probability(spec, self._covariates(X), self.params_)
+        self._fitted()
+        return gate_probability(self._model.spec, self._inputs(X, need_scale=False)[0], self._model_params)
 
     def _inputs(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
-        """The gate's and prompts' covariates and the frozen expert's mean and scale at each row: what every
-        prediction needs whatever the parameters (the frozen model is asked once)."""
+        """The gate's and prompts' covariates and the frozen expert's mean and scale at each row, in the units of
+        the fit (standardised for a built model): what every prediction needs whatever the parameters (the
+        frozen model is asked once)."""
         self._fitted()
-        Xs = self._covariates(X)
-        return (Xs, *self._frozen(X, Xs, f0_mean, f0_scale, need_scale))
+        Z = self._covariates(X)
+        mean0, scale0 = self._frozen(X, Z, f0_mean, f0_scale, need_scale)
+        units, pre = self.units_, self.spec_.pretrained
+        if units is None:
+            return Z, mean0, scale0
+        if pre is not None and scale0 is None:
+            scale0 = np.full(len(Z), pre.scale)
+        family = pre.family if pre is not None else "normal"
+        return units.covariates(Z), units.frozen_mean(mean0), units.frozen_scale(family, scale0)
+
+    def _user(self, weights: np.ndarray, means: np.ndarray, sds: np.ndarray):
+        """A mixture computed in the fit's units, in the data's: means by ``y_center + y_scale m``, the prompts'
+        SDs and f0's scale by ``y_scale`` (a normal f0's variance by its square)."""
+        units = self.units_
+        if units is None:
+            return weights, means, sds
+        pre = self.spec_.pretrained
+        factor = np.full(sds.shape[1], units.y_scale)
+        if pre is not None and pre.family == "normal":
+            factor[0] = units.y_scale**2
+        return weights, units.y_center + units.y_scale * means, sds * factor
 
     def _mixture(self, Xs: np.ndarray, mean0, scale0, params: dict[str, Any]):
-        """Per row at ``params``: the weights (n, C), the components' means (n, C) and scales (n, C) (SDs for the
-        prompts, the family's own scale for f0, a normal's variance), frozen expert first when there is one."""
-        spec = self.spec_
+        """Per row at ``params`` (in the fit's units): the weights (n, C), the components' means (n, C) and scales
+        (n, C) (SDs for the prompts, the family's own scale for f0, a normal's variance), frozen expert first
+        when there is one."""
+        spec = self._model.spec
         weights = mixture_weights(spec, Xs, params)
         means = prompt_means(spec, Xs, params)
         sds = np.tile(np.sqrt(np.atleast_1d(np.asarray(params["nu"], float))), (len(Xs), 1))
@@ -431,8 +476,8 @@ class ContaminatedMoE:
         return weights, means, sds
 
     def _components(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
-        """:meth:`_mixture` at the fitted estimates."""
-        return self._mixture(*self._inputs(X, f0_mean, f0_scale, need_scale), self.params_)
+        """:meth:`_mixture` at the fitted estimates, in the data's units."""
+        return self._user(*self._mixture(*self._inputs(X, f0_mean, f0_scale, need_scale), self._model_params))
 
     def _mean(self, weights: np.ndarray, means: np.ndarray) -> np.ndarray:
         pre = self.spec_.pretrained
@@ -546,34 +591,40 @@ class ContaminatedMoE:
         return float(np.mean(self.score_samples(X, y, f0_mean, f0_scale)))
 
     def score_samples(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> np.ndarray:
-        """Each row's log-likelihood under the fitted model."""
-        return self._likelihood(X, y, f0_mean, f0_scale).loglik_rows(self.spec_.layout.pack(self.params_))
+        """Each row's log-likelihood under the fitted model (in the data's units)."""
+        rows = self._likelihood(X, y, f0_mean, f0_scale).loglik_rows(self._model.spec.layout.pack(self._model_params))
+        return rows if self.units_ is None else self.units_.loglik(rows)
+
+    def _observed(self, X: Any, y: Any, f0_mean: Any, f0_scale: Any):
+        """The covariates, the response and the frozen expert at each row, in the units of the fit."""
+        Xs, mean0, scale0 = self._inputs(X, f0_mean, f0_scale)
+        y = check_response(y, len(Xs))
+        return Xs, (y if self.units_ is None else self.units_.response(y)), mean0, scale0
 
     def _likelihood(self, X: Any, y: Any, f0_mean: Any, f0_scale: Any) -> Likelihood:
-        spec = self._fitted()
-        Xs = self._covariates(X)
-        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
-        _, y = check_data(spec, Xs, y)
-        return Likelihood(spec, Xs, y, mean0, scale0)
+        return Likelihood(self._model.spec, *self._observed(X, y, f0_mean, f0_scale))
 
     # -- the posterior --------------------------------------------------------------------------------------
     def sample_posterior(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, **kwargs: Any):
         """NUTS from the fitted MLE (:func:`bayescmoe.sample_posterior`, whose keywords it passes on); the
-        ``DataTree`` is kept as ``idata_`` and returned."""
+        ``DataTree`` is kept as ``idata_`` and returned.  A built model samples where it was fitted, in
+        standardised units (its priors are on those parameters), and ``idata_``'s posterior holds the draws in
+        the data's units, as ``params_`` does."""
         from bayescmoe.posterior import sample_posterior
 
-        spec = self._fitted()
-        Xs = self._covariates(X)
-        mean0, scale0 = self._frozen(X, Xs, f0_mean, f0_scale)
+        self._fitted()
+        Xs, ys, mean0, scale0 = self._observed(X, y, f0_mean, f0_scale)
         kwargs.setdefault("seed", self.random_state)
-        self.idata_ = sample_posterior(spec, Xs, y, init=self.fit_, f0_mean=mean0, f0_scale=scale0, **kwargs)
+        spec = self._model.spec
+        self._idata_model = sample_posterior(spec, Xs, ys, init=self._model, f0_mean=mean0, f0_scale=scale0, **kwargs)
+        self.idata_ = self._idata_model if self.units_ is None else _posterior_in(self._idata_model, spec, self.units_)
         return self.idata_
 
     def _posterior_draws(self, max_draws: int | None = None) -> list[np.ndarray]:
-        """Packed posterior draws, chain by chain: all of them, or ``max_draws`` evenly spaced."""
+        """Packed posterior draws in the fit's units, chain by chain: all of them, or ``max_draws`` evenly spaced."""
         if not hasattr(self, "idata_"):
             raise FitError("no posterior yet; call sample_posterior(X, y) first")
-        post, spec = self.idata_.posterior, self.spec_
+        post, spec = self._idata_model.posterior, self._model.spec
         arrays = {name: post[name].values.reshape((-1,) + post[name].shape[2:]) for name in spec.param_names}
         total = next(iter(arrays.values())).shape[0]
         keep = np.linspace(0, total - 1, min(max_draws or total, total)).round().astype(int)
@@ -585,7 +636,8 @@ class ContaminatedMoE:
         """Each row's log-likelihood at each posterior draw (draws, n): all draws chain by chain, or ``max_draws``
         evenly spaced (what PSIS-LOO and the posterior predictive density are made of)."""
         lik = self._likelihood(X, y, f0_mean, f0_scale)
-        return np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
+        rows = np.array([lik.loglik_rows(theta) for theta in self._posterior_draws(max_draws)])
+        return rows if self.units_ is None else self.units_.loglik(rows)
 
     def log_predictive_density(
         self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, max_draws: int = 1000
@@ -600,7 +652,7 @@ class ContaminatedMoE:
         thetas = self._posterior_draws(max_draws)
         inputs = self._inputs(X, f0_mean, f0_scale, need_scale)
         for theta in thetas:
-            yield self._mixture(*inputs, self.spec_.layout.unpack(theta))
+            yield self._user(*self._mixture(*inputs, self._model.spec.layout.unpack(theta)))
 
     def posterior_mean(self, X: Any, f0_mean: Any = None, max_draws: int = 1000) -> np.ndarray:
         """The posterior predictive mean of y at each row: the mixture mean averaged over posterior draws."""

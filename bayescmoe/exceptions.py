@@ -17,6 +17,7 @@ __all__ = [
     "OutlierWarning",
     "LabelSwitchingWarning",
     "ScaleWarning",
+    "DegenerateWarning",
 ]
 
 
@@ -59,3 +60,7 @@ class LabelSwitchingWarning(UserWarning):
 class ScaleWarning(UserWarning):
     """A frozen model's given scale is far from what its residuals on the data say (a standard deviation
     given for a variance, or data in other units)."""
+
+
+class DegenerateWarning(UserWarning):
+    """A prompt ends at the variance floor or explains a few rows: a spike of the likelihood, not an estimate."""

@@ -95,6 +95,7 @@ def _function(inputs, outputs, what: str):
             _log.info("OpenMP compilation failed (%s); compiling single-threaded", type(err).__name__)
             fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
+    fn.trust_input = True  # every caller passes float64 arrays: skip pytensor's per-call checks (a third of a call)
     return fn
 
 
@@ -193,12 +194,16 @@ def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_s
     if not pre.mean_from_data and not pre.scale_from_data:
         with _LOCK:
             fn = _pretrained_kernel(pre.family, pre.expert)
-        return fn(X, y, np.array(pre.eta), pre.intercept, pre.scale, df)
+        f64 = lambda v: np.asarray(v, dtype=float)  # noqa: E731 - the kernels trust their inputs' types
+        return fn(
+            np.ascontiguousarray(X, dtype=float), f64(y), f64(pre.eta), f64(pre.intercept), f64(pre.scale), f64(df)
+        )
     mean = f0_mean if pre.mean_from_data else get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)
     scale = f0_scale if pre.scale_from_data else np.full(len(y), pre.scale)
     with _LOCK:
         fn = _pretrained_data_kernel(pre.family)
-    return fn(np.ascontiguousarray(mean, dtype=float), y, np.ascontiguousarray(scale, dtype=float), df)
+    return fn(np.ascontiguousarray(mean, dtype=float), np.asarray(y, dtype=float), np.ascontiguousarray(scale, dtype=float),
+              np.asarray(df, dtype=float))  # fmt: skip
 
 
 # -- the likelihood of one dataset -------------------------------------------------------------------
@@ -265,6 +270,7 @@ class Likelihood:
         with _LOCK:
             self._deriv = _derivative_kernel(self._structure)
         self._last: tuple[np.ndarray, list[np.ndarray]] | None = None
+        self._tiled: dict[int, list[np.ndarray]] = {}
         self._buf = np.empty(((d + 1) * max(self._pairs_with_design, 1), min(n, _CHUNK)))
 
     @property
@@ -339,44 +345,120 @@ class Likelihood:
             out += buf[: len(weights) * k, : stop - start] @ self.D[start:stop]
         return out
 
+    @cached_property
+    def _plan(self):
+        """Where each derivative the kernel returns lands in the gradient and the Hessian, computed once: the
+        channels with a design (their first derivatives and mixed pairs go through one BLAS product ``V``), the
+        pairs whose block is a weighted Gram matrix ``G``, and flat index arrays that scatter ``V`` and ``G``
+        into the gradient and the Hessian in one fancy-indexing step each."""
+        chans, k = self._channels, self.D.shape[1]
+        cols = [None if ch.cols is None else np.arange(k)[ch.cols] for ch in chans]
+        designed = [i for i in range(len(chans)) if cols[i] is not None]
+        mixed = [(p, i, j) for p, (i, j) in enumerate(self._pairs) if (cols[i] is None) != (cols[j] is None)]
+        grams = [(p, i, j) for p, (i, j) in enumerate(self._pairs) if cols[i] is not None and cols[j] is not None]
+        scalars = [(p, i, j) for p, (i, j) in enumerate(self._pairs) if cols[i] is None and cols[j] is None]
+        grad_v = (np.concatenate([chans[i].index for i in designed]).astype(int) if designed else np.zeros(0, int),
+                  np.concatenate([cols[i] for i in designed]) if designed else np.zeros(0, int),
+                  np.concatenate([np.full(len(cols[i]), c) for c, i in enumerate(designed)]) if designed
+                  else np.zeros(0, int))  # fmt: skip
+        grad_s = [(chans[i].index, i) for i in range(len(chans)) if cols[i] is None]
+        g_src, g_dst = [[], []], [[], []]
+        for m, (_, i, j) in enumerate(grams):
+            r, c = np.meshgrid(cols[i], cols[j], indexing="ij")
+            a, b = np.meshgrid(chans[i].index, chans[j].index, indexing="ij")
+            g_src[0].append((m * k + r).ravel()), g_src[1].append(c.ravel())
+            g_dst[0].append(a.ravel()), g_dst[1].append(b.ravel())
+        v_src, v_dst = [[], []], [[], []]
+        for m, (_, i, j) in enumerate(mixed):
+            a, b = (i, j) if cols[i] is not None else (j, i)
+            v_src[0].append(cols[a]), v_src[1].append(np.full(len(cols[a]), len(designed) + m))
+            v_dst[0].append(chans[a].index), v_dst[1].append(np.full(len(cols[a]), chans[b].index[0]))
+        cat = lambda parts: np.concatenate(parts).astype(int) if parts else np.zeros(0, int)  # noqa: E731
+        return {
+            "designed": designed, "mixed": [p for p, _, _ in mixed], "grams": [p for p, _, _ in grams],
+            "scalars": [(p, chans[i].index[0], chans[j].index[0]) for p, i, j in scalars], "grad_v": grad_v,
+            "grad_s": grad_s, "g_src": tuple(cat(x) for x in g_src), "g_dst": tuple(cat(x) for x in g_dst),
+            "v_src": tuple(cat(x) for x in v_src), "v_dst": tuple(cat(x) for x in v_dst),
+        }  # fmt: skip
+
     def value_grad_hess(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """The total log-likelihood, its gradient (p,) and its exact Hessian (p, p)."""
         out = self._pass(theta)
-        chans, C = self._channels, len(self._channels)
+        C, plan = len(self._channels), self._plan
         first, second = out[1 : 1 + C], out[1 + C :]
         # every vector a design multiplies, in one BLAS call: first derivatives, then mixed pairs
-        designed = [i for i in range(C) if chans[i].cols is not None]
-        mixed = [
-            (p, i, j) for p, (i, j) in enumerate(self._pairs) if (chans[i].cols is None) != (chans[j].cols is None)
-        ]
-        V = self.DT @ np.column_stack([first[i] for i in designed] + [second[p] for p, _, _ in mixed])
-        grams_at = [
-            (p, i, j) for p, (i, j) in enumerate(self._pairs) if chans[i].cols is not None and chans[j].cols is not None
-        ]
-        G = self._weighted_grams([second[p] for p, _, _ in grams_at]) if grams_at else None
-        k = self.D.shape[1]
-        grad = np.empty(self.spec.n_params)
-        hess = np.empty((self.spec.n_params, self.spec.n_params))
-        for col, i in enumerate(designed):
-            grad[chans[i].index] = V[chans[i].cols, col]
-        for i in range(C):
-            if chans[i].cols is None:
-                grad[chans[i].index] = first[i].sum()
-        for m, (_, i, j) in enumerate(grams_at):
-            block = G[m * k : (m + 1) * k][chans[i].cols, chans[j].cols]
-            hess[np.ix_(chans[i].index, chans[j].index)] = block
-            hess[np.ix_(chans[j].index, chans[i].index)] = block.T
-        for m, (_, i, j) in enumerate(mixed):
-            a, b = (i, j) if chans[i].cols is not None else (j, i)
-            column = V[chans[a].cols, len(designed) + m]
-            hess[np.ix_(chans[a].index, chans[b].index)] = column[:, None]
-            hess[np.ix_(chans[b].index, chans[a].index)] = column[None, :]
-        for p, (i, j) in enumerate(self._pairs):
-            if chans[i].cols is None and chans[j].cols is None:
-                hess[chans[i].index[0], chans[j].index[0]] = hess[chans[j].index[0], chans[i].index[0]] = second[
-                    p
-                ].sum()
+        V = self.DT @ np.column_stack([first[i] for i in plan["designed"]] + [second[p] for p in plan["mixed"]])
+        p_all = self.spec.n_params
+        grad = np.empty(p_all)
+        hess = np.empty((p_all, p_all))
+        index, rows, columns = plan["grad_v"]
+        grad[index] = V[rows, columns]
+        for index, i in plan["grad_s"]:
+            grad[index] = first[i].sum()
+        if plan["grams"]:
+            G = self._weighted_grams([second[p] for p in plan["grams"]])
+            block = G[plan["g_src"]]
+            hess[plan["g_dst"]] = block
+            hess[plan["g_dst"][::-1]] = block
+        if plan["mixed"]:
+            column = V[plan["v_src"]]
+            hess[plan["v_dst"]] = column
+            hess[plan["v_dst"][::-1]] = column
+        for p, a, b in plan["scalars"]:
+            hess[a, b] = hess[b, a] = second[p].sum()
         return float(out[0].sum()), grad, 0.5 * (hess + hess.T)  # BLAS leaves X'WX asymmetric by rounding
+
+    # -- many parameter vectors at once (the multistart's screening) ---------------------------------------
+    def _many(self, Theta: np.ndarray, fn) -> list[np.ndarray]:
+        """``fn`` on the channels of every row of ``Theta`` (S, p) in one call: the kernel is elementwise, so S
+        parameter vectors are S copies of the data side by side (vectors of S n values)."""
+        S = len(Theta)
+        values = []
+        for ch in self._channels:
+            if ch.cols is None:
+                values.append(np.repeat(Theta[:, ch.index[0]], self.n))
+            else:
+                values.append((Theta[:, ch.index] @ self.DT[ch.cols]).reshape(-1))
+        tiled = self._tiled.get(S)
+        if tiled is None:
+            tiled = self._tiled[S] = [np.tile(v, S) for v in self._data]
+        return [out.reshape(S, self.n) for out in fn(*values, *tiled)]
+
+    def values(self, Theta: np.ndarray) -> np.ndarray:
+        """The total log-likelihood at each row of ``Theta`` (S, p): (S,)."""
+        with _LOCK:
+            fn = _value_kernel(self._structure)  # the value alone: a third of the derivatives' pass
+        return self._many(Theta, fn)[0].sum(axis=1)
+
+    def value_grad_hess_many(self, Theta: np.ndarray):
+        """:meth:`value_grad_hess` at each row of ``Theta`` (S, p): values (S,), gradients (S, p) and Hessians
+        (S, p, p), from one kernel pass over S copies of the data."""
+        out = self._many(Theta, self._deriv)
+        C, plan, D = len(self._channels), self._plan, self.D
+        first, second = out[1 : 1 + C], out[1 + C :]
+        S, p_all = len(Theta), self.spec.n_params
+        grad = np.empty((S, p_all))
+        hess = np.empty((S, p_all, p_all))
+        designed = [first[i] for i in plan["designed"]] + [second[p] for p in plan["mixed"]]
+        V = np.einsum("snc,nk->skc", np.stack(designed, axis=2), D) if designed else None  # (S, k, columns)
+        index, rows, columns = plan["grad_v"]
+        grad[:, index] = V[:, rows, columns]
+        for index, i in plan["grad_s"]:
+            grad[:, index] = first[i].sum(axis=1)[:, None]
+        k = D.shape[1]
+        if plan["grams"]:
+            W = np.stack([second[p] for p in plan["grams"]], axis=1)  # (S, M, n)
+            G = np.einsum("smn,na,nb->smab", W, D, D, optimize=True).reshape(S, -1, k)
+            block = G[:, plan["g_src"][0], plan["g_src"][1]]
+            hess[:, plan["g_dst"][0], plan["g_dst"][1]] = block
+            hess[:, plan["g_dst"][1], plan["g_dst"][0]] = block
+        if plan["mixed"]:
+            column = V[:, plan["v_src"][0], plan["v_src"][1]]
+            hess[:, plan["v_dst"][0], plan["v_dst"][1]] = column
+            hess[:, plan["v_dst"][1], plan["v_dst"][0]] = column
+        for p, a, b in plan["scalars"]:
+            hess[:, a, b] = hess[:, b, a] = second[p].sum(axis=1)
+        return out[0].sum(axis=1), grad, 0.5 * (hess + hess.transpose(0, 2, 1))
 
 
 def loglik(spec: Any, X: Any, y: Any, params: dict[str, Any], *, f0_mean: Any = None, f0_scale: Any = None) -> float:

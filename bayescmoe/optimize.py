@@ -21,7 +21,7 @@ from enum import Enum
 
 import numpy as np
 
-__all__ = ["Status", "OptimizeResult", "newton_box"]
+__all__ = ["Status", "OptimizeResult", "newton_box", "newton_box_many"]
 
 
 class Status(Enum):
@@ -188,3 +188,68 @@ def newton_box(
         f, g, H = fun_grad_hess(x)
         n_fev += 1
     return OptimizeResult(x, f, g, H, Status.MAX_ITER, maxiter, n_fev)
+
+
+def newton_box_many(
+    fun_grad_hess: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    fun: Callable[[np.ndarray], np.ndarray],
+    X0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    *,
+    iterations: int,
+    tol: float = 1e-13,
+    eig_floor: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`newton_box`'s steps from every row of ``X0`` (S, p) at once, for a fixed number of ``iterations``:
+    the same projected, saddle-free Newton direction and Armijo backtracking, with the objective evaluated for
+    all starts in one call (``fun_grad_hess(X)`` returns (S,), (S, p), (S, p, p); ``fun(X)`` (S,)).  A start
+    stops early where it has converged or its line search fails.  Returns the end points (S, p) and their
+    objectives (S,).  For screening many starts: their ranking, not their convergence, is the point.
+
+    >>> q = lambda X: ((X - 3) ** 2).sum(1), 2 * (X - 3), np.tile(2 * np.eye(2), (len(X), 1, 1))
+    >>> Xs, fs = newton_box_many(q, lambda X: q(X)[0], np.zeros((2, 2)), np.full(2, -1.0), np.array([1.0, 5.0]),
+    ...                          iterations=3)
+    >>> Xs.round(12).tolist()
+    [[1.0, 3.0], [1.0, 3.0]]
+    """
+    X = np.clip(np.asarray(X0, dtype=float), lower, upper)
+    F, G, H = fun_grad_hess(X)
+    active = np.isfinite(F)
+    width = upper - lower
+    p = X.shape[1]
+    for _ in range(iterations):
+        idx = np.flatnonzero(active)
+        if not idx.size:
+            break
+        x, g, h, f = X[idx], G[idx], H[idx], F[idx]
+        eps = np.minimum(1e-10 * width, np.abs(x - np.clip(x - g, lower, upper)))
+        held = ((x <= lower + eps) & (g > 0)) | ((x >= upper - eps) & (g < 0))
+        free = ~held
+        masked = np.where(free[:, :, None] & free[:, None, :], h, 0.0) + held[:, :, None] * np.eye(p)
+        w, V = np.linalg.eigh(masked)
+        w = np.maximum(np.abs(w), np.maximum(eig_floor * np.abs(w).max(axis=1, keepdims=True), 1e-300))
+        gf = np.where(free, g, 0.0)
+        d = -np.einsum("sij,sj->si", V, np.einsum("sji,sj->si", V, gf) / w)
+        d[held] = 0.0
+        decrement = -np.einsum("si,si->s", g, d) / 2.0
+        moving = decrement > tol * np.maximum(1.0, np.abs(f))
+        step = np.ones(len(idx))
+        accepted = np.zeros(len(idx), bool)
+        pending = moving.copy()
+        new_x = x.copy()
+        while pending.any() and step[pending].max() > 1e-14:
+            rows = np.flatnonzero(pending)
+            trial = np.clip(x[rows] + step[rows, None] * d[rows], lower, upper)
+            value = fun(trial)
+            ok = np.isfinite(value) & (value <= f[rows] + 1e-4 * np.einsum("si,si->s", g[rows], trial - x[rows]))
+            new_x[rows[ok]], accepted[rows[ok]] = trial[ok], True
+            pending[rows[ok]] = False
+            step[rows[~ok]] *= 0.5
+            pending &= step > 1e-14
+        active[idx[~accepted]] = False  # converged, or no decrease found: it stays where it is
+        if accepted.any():
+            moved = idx[accepted]
+            X[moved] = new_x[accepted]
+            F[moved], G[moved], H[moved] = fun_grad_hess(X[moved])
+    return X, F

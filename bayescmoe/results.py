@@ -68,6 +68,14 @@ class FitResult:
         identified (for instance when distinguishability fails).
     loglik_pretrained : float
         Log-likelihood of the pre-trained expert alone (the model without a prompt).
+    units : bayescmoe.units.Units or None
+        For a fit of a user's data in standardised units (``bounds="data"``, the estimator): the map; the
+        estimate, its covariance and the log-likelihoods above are in the data's units.
+    standard : FitResult or None
+        That fit in standardised units (its box, its information's eigenvalues).
+    warnings : tuple of str
+        Every warning the fit raised (``"DegenerateWarning: prompt 2 ..."``), kept for functions that fit many
+        models and report them.
     """
 
     spec: Spec
@@ -87,6 +95,9 @@ class FitResult:
     at_bound: np.ndarray
     info_eigenvalues: np.ndarray = field(repr=False)
     loglik_pretrained: float = float("nan")
+    units: Any = None  # bayescmoe.units.Units of a fit in standardised units (bounds="data"), else None
+    standard: Any = field(default=None, repr=False)  # that fit itself, in standardised units
+    warnings: tuple[str, ...] = ()  # every warning the fit raised, as "Category: message"
 
     # -- statsmodels-style accessors -----------------------------------------------------
     @property
@@ -163,7 +174,7 @@ class FitResult:
             interval = f"[{est - z * s:11.5g}, {est + z * s:11.5g}]" if np.isfinite(s) else f"{'-':>26}"
             flag = "  at bound" if bound else ""
             rows.append(f"{label:<{width}}  {est:12.6g}  {s:11.4g}  {interval:>27}{flag}")
-        notes = self._fixed_entries() + self._notes()
+        notes = self._fixed_entries() + self._units_note() + self._notes()
         return "\n".join(head + [""] + rows + ([""] + notes if notes else []))
 
     def _fixed_entries(self) -> list[str]:
@@ -189,6 +200,24 @@ class FitResult:
         if "b" in spec.param_names and not spec.layout.estimated("b").all():
             why.append("a prompt without an intercept has b = 0")
         return [f"Set by the model, not estimated ({'; '.join(why)}): " + ", ".join(out)]
+
+    def _units_note(self) -> list[str]:
+        """How a fit in standardised units (``bounds="data"``) is reported."""
+        u = self.units
+        if u is None:
+            return []
+        text = (
+            f"Fitted in standardised units (y: (y - {u.y_center:.6g}) / {u.y_scale:.6g}; each covariate by its mean and "
+            "SD), the box and the variance floor relative to the data; estimates, standard errors and the "
+            "log-likelihood are in the data's units."
+        )
+        maps = [k + 1 for k, (c, a) in enumerate(u.output_map(self.spec)) if (c, a) != (0.0, 1.0)]
+        if maps:
+            text += (
+                f" Prompt{'s' if len(maps) > 1 else ''} {', '.join(map(str, maps))} (not linear): mean = "
+                f"{u.y_center:.6g} + {u.y_scale:.6g} phi(eta . x + b), eta and b in the covariates' units."
+            )
+        return [text]
 
     def _notes(self) -> list[str]:
         notes = []
@@ -265,6 +294,15 @@ class FitResult:
             "seconds": self.seconds,
             "start": self.start,
             "n_starts": self.n_starts,
+            "warnings": list(self.warnings),
+            "units": None
+            if self.units is None
+            else {
+                "x_center": plain(self.units.x_center),
+                "x_scale": plain(self.units.x_scale),
+                "y_center": self.units.y_center,
+                "y_scale": self.units.y_scale,
+            },
         }
 
     def to_json(self) -> str:

@@ -205,6 +205,32 @@ class Spec:
             )
         return self
 
+    def smaller(self) -> Spec | None:
+        """The spec without its last prompt (the nested model of one prompt fewer), written with [[prompts]];
+        None where there is no such model (one prompt and no frozen expert, or a single [prompt] beside f0:
+        its nested model is the frozen expert alone, which has no parameter).
+
+        >>> load_spec("laplace_two_prompts").smaller().K
+        1
+        """
+        if self.K == 1:
+            return None
+        keep = self.K - 1
+        truth = {}
+        for name, value in self.truth.items():
+            rows = np.asarray(value, dtype=float)
+            truth[name] = rows[:keep] if rows.ndim else rows
+        if "lam" in truth and not self.has_pretrained:
+            truth["lam"] = np.r_[1.0 - truth["lam"][1:].sum(), truth["lam"][1:]]
+        return replace(
+            self,
+            name=f"{self.name}[K={keep}]",
+            prompts=self.prompts[:keep],
+            truth=MappingProxyType(truth),
+            schedules=tuple(s for s in self.schedules if s.prompt <= keep),
+            multi=True,
+        )
+
     def single(self, k: int) -> Spec:
         """Prompt ``k`` (0-based) alone with the frozen expert, as a one-prompt spec (section 1) at the truth
         at n = 1000 (schedules applied, then dropped): the setting in which Definition 1 and the local

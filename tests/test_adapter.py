@@ -185,7 +185,7 @@ def test_prompt_overlap_against_the_closed_form(data):
     est = estimator(frozen).fit(X, y)
     (overlap,) = bc.prompt_overlap(est, X)
     p = est.params_
-    Xs = (X - est.center_) / est.spread_
+    Xs = X  # linear experts: the estimates are in the data's units
     g = stats.logistic.cdf(Xs @ np.asarray(p["beta"][0]) + p["tau"][0])
     h = _hellinger_normal(frozen.predict(X), 0.25, Xs @ np.asarray(p["eta"][0]) + p["b"][0], p["nu"][0])
     assert overlap.hellinger == pytest.approx(np.sum(g * h) / np.sum(g), rel=1e-6)
@@ -245,10 +245,15 @@ def test_compare_prompts_loo_matches_a_direct_psis(data):
         choice = bc.compare_prompts(X, y, pretrained=frozen, scale=0.25, prompts=[1], folds=3, draws=150,
                                     tune=150, chains=2, n_starts=3)  # fmt: skip
         est = estimator(frozen, standardize=False, n_starts=3).fit(X, y)
-        ours = _loo(est, X, y, frozen.predict(X), 150, 150, 2, "pymc", 0)
+        ours, _ = _loo(est, X, y, frozen.predict(X), 150, 150, 2, "pymc", 0)
     (row,) = choice.rows
     assert row.pareto_k_bad is not None and row.pareto_k_max < 1.0
-    assert row.heldout < row.loo / len(y) < row.loglik / len(y)
+    # in-sample optimism: the log-likelihood per row above LOO's; 3-fold CV trains on fewer rows than LOO, so
+    # its score is expected a little below (by ~p / (2 n) = 0.006), which is within its noise: the two agree
+    # within the held-out score's standard error (its strict ordering, asserted before, held only because a
+    # fold's 3-start fit ended at a poor local optimum, -0.78 per row against -0.73 at the global one)
+    assert row.loo / len(y) < row.loglik / len(y)
+    assert abs(row.heldout - row.loo / len(y)) < row.heldout_se
     post = est.idata_.posterior
     beta, tau, eta = post["beta"].values[..., 0, :], post["tau"].values[..., 0], post["eta"].values[..., 0, :]
     b, nu = post["b"].values[..., 0], post["nu"].values[..., 0]
@@ -367,7 +372,7 @@ def test_the_frozen_model_sees_the_users_dataframe_and_the_gate_a_transform(data
     assert np.max(np.abs(shifted)) > 0.5  # the trap the issue measured (0.83)
     inside = estimator(frozen, transform=StandardScaler(), standardize=False).fit(X, y)
     assert inside.fit_.loglik == pytest.approx(by_array.fit_.loglik, rel=1e-9)
-    np.testing.assert_allclose(inside.predict(X), by_array.predict(X), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(inside.predict(X), by_array.predict(X), rtol=1e-7, atol=1e-8)  # two optimisers
 
 
 def test_nested_parameters_as_scikit_learns_meta_estimators(data):
@@ -419,7 +424,7 @@ def test_predictive_quantiles_and_cdf_against_scipy(data):
     frozen, X, y = data
     est = estimator(frozen, n_starts=2).fit(X[:1000], y[:1000])
     p = est.params_
-    Xs = (X[:4] - est.center_) / est.spread_
+    Xs = X[:4]  # linear experts: the estimates are in the data's units
     g = stats.logistic.cdf(Xs @ np.asarray(p["beta"][0]) + p["tau"][0])
     h = Xs @ np.asarray(p["eta"][0]) + p["b"][0]
 

@@ -292,7 +292,7 @@ def compare_adaptations(
     tune: int = 300,
     chains: int = 2,
     seed: int = 0,
-    n_starts: int = 10,
+    n_starts: int | None = None,
     store: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> AdaptationComparison:
