@@ -92,6 +92,14 @@ from bayescmoe.spec import (
     load_spec,
     spec_from_dict,
 )
+from bayescmoe.starts import (
+    from_responsibilities,
+    nested_starts,
+    partition_starts,
+    split_merge_starts,
+    split_starts,
+    start_count,
+)
 from bayescmoe.studies.constant import coupling, gating_comparison
 from bayescmoe.studies.finetune import (
     AdaptationComparison,
@@ -124,14 +132,6 @@ from bayescmoe.studies.widening import (
     counterpart,
     params_at_delta,
     widening,
-)
-from bayescmoe.starts import (
-    from_responsibilities,
-    nested_starts,
-    partition_starts,
-    split_merge_starts,
-    split_starts,
-    start_count,
 )
 from bayescmoe.theory import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
 from bayescmoe.units import NU_FLOOR, Units, standard_spec

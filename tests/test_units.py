@@ -1,6 +1,7 @@
 """Fitting a user's data (MODEL.md section 9): the estimate does not depend on the units, the constrained MLE
 names its spikes, and the multistart reaches the global optima stored with their data."""
 
+import itertools
 import json
 import warnings
 from pathlib import Path
@@ -159,7 +160,9 @@ def test_a_spike_on_tied_rows_is_named_and_not_the_estimate():
     X = rng.normal(size=(300, 1))
     y = 1.0 + X[:, 0] + rng.normal(0, 0.5, 300)
     X[:40], y[:40] = X[0], y[0]  # forty copies of one row
-    with pytest.warns(bc.DegenerateWarning, match=r"nats higher at a spike \(prompt \d with nu = .*\(rows [0-9, ]*\b0, 1, "):
+    with pytest.warns(
+        bc.DegenerateWarning, match=r"nats higher at a spike \(prompt \d with nu = .*\(rows [0-9, ]*\b0, 1, "
+    ):
         est = bc.ContaminatedMoE(prompts=2, random_state=0).fit(X, y)
     floor = est.fit_.standard.spec.bounds["nu"][0] * est.units_.y_scale**2
     assert np.all(np.asarray(est.params_["nu"]) > 2 * floor)
@@ -195,7 +198,7 @@ def test_more_prompts_never_lower_the_likelihood():
         warnings.simplefilter("ignore")
         choice = bc.compare_prompts(X, y, f0_mean=m0, scale=1.0, prompts=(0, 1, 2, 3), folds=2, posterior=False)
     logliks = [r.loglik for r in choice.rows]
-    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(logliks, logliks[1:])), logliks
+    assert all(b >= a - 1e-9 * abs(a) for a, b in itertools.pairwise(logliks)), logliks
 
 
 def reference_cells():
