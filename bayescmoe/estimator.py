@@ -430,7 +430,10 @@ class ContaminatedMoE:
         """The prompts' weights for each row of ``X``: ``g(x)`` (n,) for one prompt written with ``[prompt]``,
         else (n, K)."""
         self._fitted()
-        return gate_probability(self._model.spec, self._inputs(X, need_scale=False)[0], self._model_params)
+        Z = self._covariates(X)  # the gate needs no frozen expert: a spec with mean = "data" asks for none here
+        if self.units_ is not None:
+            Z = self.units_.covariates(Z)
+        return gate_probability(self._model.spec, Z, self._model_params)
 
     def _inputs(self, X: Any, f0_mean: Any = None, f0_scale: Any = None, need_scale: bool = True):
         """The gate's and prompts' covariates and the frozen expert's mean and scale at each row, in the units of

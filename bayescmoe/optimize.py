@@ -207,7 +207,7 @@ def newton_box_many(
     stops early where it has converged or its line search fails.  Returns the end points (S, p) and their
     objectives (S,).  For screening many starts: their ranking, not their convergence, is the point.
 
-    >>> q = lambda X: ((X - 3) ** 2).sum(1), 2 * (X - 3), np.tile(2 * np.eye(2), (len(X), 1, 1))
+    >>> q = lambda X: (((X - 3) ** 2).sum(1), 2 * (X - 3), np.tile(2 * np.eye(2), (len(X), 1, 1)))
     >>> Xs, fs = newton_box_many(q, lambda X: q(X)[0], np.zeros((2, 2)), np.full(2, -1.0), np.array([1.0, 5.0]),
     ...                          iterations=3)
     >>> Xs.round(12).tolist()
