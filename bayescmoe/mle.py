@@ -712,7 +712,7 @@ def degenerate_prompts(spec: Spec, lik: Likelihood, theta: np.ndarray, pointwise
         at_floor = nu[k] <= NEAR_FLOOR * floor
         if at_floor or min(explained, gated) < FEW_ROWS * own:
             rows = np.flatnonzero(resp[:, k] > 0.5)
-            rows = rows[np.argsort(-resp[rows, k])]
+            rows = rows[np.argsort(-resp[rows, k], kind="stable")]
             out.append({"prompt": k + 1, "nu": float(nu[k]), "at_floor": bool(at_floor), "rows_explained": explained,
                         "gate_mass": gated, "rows": rows.tolist()})  # fmt: skip
     return out

@@ -10,7 +10,7 @@ from any data.  The starts here come from the rows themselves:
   variance, and the gate is the weighted multinomial logistic regression of the groups on the covariates (a few
   Newton steps, lightly ridged): a start that already explains part of the data;
 * **nested**: a fit with K + 1 prompts starts from the K-prompt optimum with a new prompt fitted to the rows
-  that optimum explains worst, once with a gate weight of e^-30 (which leaves the likelihood where the K-prompt
+  that optimum explains worst (1%, 3% and 10% of them), once with a gate weight of e^-30 (which leaves the likelihood where the K-prompt
   fit had it, so that the K + 1 optimum is never below it) and once with a gate opened on those rows; and
   from **splits** of the K-prompt optimum (the split moves of split-and-merge EM, Ueda et al. 2000): each of
   its components' rows (the frozen expert's too) divided in two, by the sign of their residual or by a
@@ -44,6 +44,8 @@ __all__ = [
 RIDGE = 1e-3
 #: Newton steps of the starts' gate regression.
 GATE_STEPS = 8
+#: The shares of the rows a nested start's new prompt is fitted to: those the K-prompt optimum explains worst.
+NESTED_SHARES = (0.01, 0.03, 0.1)
 
 
 def start_count(spec: Spec) -> int:
@@ -171,36 +173,40 @@ def nested_starts(
 ) -> list[dict[str, Any]]:
     """Starts for ``spec`` (K + 1 prompts) from the optimum ``smaller`` of its nested model with K prompts (its
     parameters, with a leading prompt axis; None for K = 0, the frozen expert alone) whose rows' log-likelihoods
-    are ``pointwise``: a new last prompt fitted to the 5% of rows (at least 2 (d + 2)) it explains worst, once
-    with the gate weight ``sigmoid(low_tau)`` (softmax; constant: 1e-6), near 0, and once with its gate opened on
-    those rows."""
+    are ``pointwise``: a new last prompt fitted to the 1%, 3% and 10% of rows (at least 2 (d + 2)) it explains
+    worst, its gate opened on those rows, and once (on the fewest) with the gate weight ``sigmoid(low_tau)``
+    (softmax; constant: 1e-6), near 0, which leaves the K-prompt likelihood where it was."""
     n, d = X.shape
     K = spec.K - 1
-    m = min(n, max(2 * (d + 2), n // 20))
-    worst = np.argsort(pointwise)[:m]
     prompt = spec.prompts[-1]
     D = np.hstack([X, np.ones((n, 1))])
-    coef = _weighted_fit(D[worst] if prompt.intercept else X[worst], _inverse(prompt.expert, y[worst]), np.ones(m))
-    eta_new, b_new = coef[:d], (coef[d] if prompt.intercept else 0.0)
-    mean = get_expert(prompt.expert).numpy(X[worst] @ eta_new + b_new)
-    nu_new = max(float(np.mean((y[worst] - mean) ** 2)), 1e-12)
     base = {name: np.asarray(value, float) for name, value in (smaller or {}).items()}
     rows = lambda name, width: base[name].reshape(K, width) if name in base else np.zeros((K, width))  # noqa: E731
-    grow = {"eta": np.vstack([rows("eta", d), eta_new]), "nu": np.r_[rows("nu", 1)[:, 0], nu_new]}
-    if "b" in spec.param_names:
-        grow["b"] = np.r_[rows("b", 1)[:, 0], b_new]
+    order = np.argsort(pointwise)
     starts = []
-    if spec.gating == "softmax":
-        beta, tau = rows("beta", d), rows("tau", 1)[:, 0]
-        indicator = np.zeros(n)
-        indicator[worst] = 1.0
-        opened = _gate(D, np.column_stack([1.0 - 0.9 * indicator, 0.9 * indicator]), reference=0)[1]
-        for new_beta, new_tau in ((np.zeros(d), low_tau), (opened[:d], opened[d])):
-            starts.append(grow | {"beta": np.vstack([beta, new_beta]), "tau": np.r_[tau, new_tau]})
-    else:
-        lam = rows("lam", 1)[:, 0]
-        for share in (1e-6, 0.05):  # the new prompt's weight, taken from the others in proportion
-            starts.append(grow | {"lam": np.r_[lam * (1.0 - share), share]})
+    sizes = sorted({min(n, max(2 * (d + 2), int(share * n))) for share in NESTED_SHARES})
+    for m in sizes:  # a small cluster the K-prompt fit misses (top-coded wages) or a broad misfit
+        worst = order[:m]
+        columns = D[worst] if prompt.intercept else X[worst]
+        coef = _weighted_fit(columns, _inverse(prompt.expert, y[worst]), np.ones(m))
+        eta_new, b_new = coef[:d], (coef[d] if prompt.intercept else 0.0)
+        mean = get_expert(prompt.expert).numpy(X[worst] @ eta_new + b_new)
+        nu_new = max(float(np.mean((y[worst] - mean) ** 2)), 1e-12)
+        grow = {"eta": np.vstack([rows("eta", d), eta_new]), "nu": np.r_[rows("nu", 1)[:, 0], nu_new]}
+        if "b" in spec.param_names:
+            grow["b"] = np.r_[rows("b", 1)[:, 0], b_new]
+        if spec.gating == "softmax":
+            beta, tau = rows("beta", d), rows("tau", 1)[:, 0]
+            indicator = np.zeros(n)
+            indicator[worst] = 1.0
+            opened = _gate(D, np.column_stack([1.0 - 0.9 * indicator, 0.9 * indicator]), reference=0)[1]
+            gates = [(opened[:d], opened[d])] + ([(np.zeros(d), low_tau)] if m == sizes[0] else [])
+            for new_beta, new_tau in gates:
+                starts.append(grow | {"beta": np.vstack([beta, new_beta]), "tau": np.r_[tau, new_tau]})
+        else:
+            lam = rows("lam", 1)[:, 0]
+            for share in (1e-6, m / n) if m == sizes[0] else (m / n,):  # taken from the others in proportion
+                starts.append(grow | {"lam": np.r_[lam * (1.0 - share), share]})
     if not spec.multi:  # one prompt written with [prompt]: section 1's shapes
         starts = [{k: (float(v[0]) if v.ndim == 1 else v[0]) for k, v in st.items()} for st in starts]
     return starts
