@@ -136,7 +136,7 @@ print(choice.table())  # with every fit's and posterior's warnings, per K
 (RESULTS / "prompts.json").write_text(json.dumps(choice.to_dict(), indent=2, default=float))"""
 
 CONCLUSIONS = """**Reading** (the full-scale run above: the whole source, 5-fold x 2 on the target, K = 1, 2, 3, NUTS 2 x 300;
-about 50 minutes on 2 cores).
+about 50 minutes on 2 idle cores; re-run on 2026-12-03 with the real-data estimator of issue 19).
 
 1. **The frozen model is wrong on the Fair cut, in a way a gate can find.** Trained on the other cuts (held-out
    RMSE 0.103 in log price), it is off by -0.078 on average on the Fair stones, RMSE 0.183 (1.8x), and its
@@ -144,23 +144,23 @@ about 50 minutes on 2 cores).
    the deep stones (depth above ~64, the Fair cut's mark) and on lower clarity (beta of clarity -2.5, of depth
    +1.1 on the standardised scale, for K = 1), where one prompt with its own linear trend and a 3x larger
    variance takes about a third of the mass; every prompt is distinguishable from the frozen model where it is
-   used (Hellinger distances 0.45-0.80), none duplicates it.
-2. **Every adaptation beats the frozen model by a wide margin** (+0.67 to +0.80 nats per stone, all intervals
+   used (Hellinger distances 0.43-0.87), none duplicates it; with 3 prompts one of them carries a mean gate
+   weight of only 0.010.
+2. **Every adaptation beats the frozen model by a wide margin** (+0.67 to +0.82 nats per stone, all intervals
    above 0). Between the adaptations the intervals overlap: the best log score is the contaminated MoE's
-   posterior predictive (3 prompts 0.583 [0.500, 0.666], 2 prompts 0.534 [0.448, 0.621]) against 0.480
+   posterior predictive (3 prompts 0.605 [0.538, 0.673], 2 prompts 0.524 [0.426, 0.622]) against 0.480
    [0.330, 0.630] for the booster refitted on source and target and 0.454 for the target alone; the best RMSE is
-   the refit on source and target (0.148), then 2 prompts' posterior predictive (0.151) and the target-only
-   refit (0.153). The posterior predictive beats the MLE plug-in for K >= 2 (0.534 against 0.455, 0.583
-   against 0.472), whose point predictions are unstable on some folds (RMSE 0.20 with a wide interval for
-   K = 3). So: on this shift, prompts around a frozen model match refitting the model on all the data in
-   accuracy and give the best predictive densities, while keeping the frozen model untouched and 13 parameters
-   per prompt.
-3. **How many prompts**: the held-out log score and BIC choose K = 2; PSIS-LOO chooses 3, but its Pareto k are
-   above ArviZ's threshold for 8 (K = 2) and 3 (K = 3) stones (max 1.16, 1.06): the LOO estimates of the larger
-   models are not reliable, and K = 3's elpd_loo (987.7) exceeds its MLE's log-likelihood (932.0), which
-   means the posterior visited better modes than the 10-start multistart found: the K = 3 MLE is a local
-   optimum, so its BIC and plug-in scores understate it. A user should read K = 2 as the supported choice and
-   K = 3 as not ruled out."""
+   3 prompts' posterior predictive (0.147), then the refit on source and target (0.148) and 3 prompts' MLE
+   plug-in (0.149). The posterior predictive beats the MLE plug-in for every K (3 prompts: 0.605 against 0.572).
+   So: on this shift, prompts around a frozen model match refitting the model on all the data in accuracy and
+   give the best predictive densities, while keeping the frozen model untouched and 13 parameters per prompt.
+3. **How many prompts**: the held-out log score (0.447, 0.502, 0.595 for K = 1, 2, 3), BIC and PSIS-LOO all
+   choose K = 3. Pareto k are above ArviZ's threshold for 2 to 5 stones (max 1.6): the LOO estimates are rough
+   there, and K = 3's elpd_loo (993.3) lies below its MLE's log-likelihood (1043.65), as it should. Before the
+   real-data starts (issue 19) the 10-start MLE ended at 932.0 for K = 3 (915.9 for K = 2), below the posterior's
+   modes, and the held-out score and BIC chose K = 2: the choice of K depended on a local optimum. Two folds'
+   K = 3 fits meet a spike (a prompt on 9 stones at a tiny variance, 22 and 35 nats higher): the
+   `DegenerateWarning` names it, and the estimate is the best optimum without it."""
 
 
 def notebook_06():
