@@ -7,15 +7,15 @@ natural split), the log-likelihood of
 * the **default** fit: ``bc.ContaminatedMoE(prompts=K)`` (plain) or ``bc.ContaminatedMoE(pretrained=model,
   scale=s, prompts=K)`` (frozen; a HistGradientBoostingRegressor fitted on 80% of the source, its variance the
   mean squared residual on the rest), ``random_state=0``, timed warm (a first fit compiles the kernels);
-* the **best of 500 random starts** (:func:`bayescmoe.mle.random_starts`, in the same standardised units and
+* the **best of 500 random starts** (:func:`bayescmoe.fit.mle.random_starts`, in the same standardised units and
   box), every one run to convergence (up to 200 projected Newton steps, all starts at once; above 5,000 rows on
   a 5,000-row subsample), the best polished to convergence on all rows until 20 of them are not spikes,
-  and of those the best that is not a spike (:func:`bayescmoe.mle.spikes`, as the estimator chooses; the best spike is recorded beside it);
+  and of those the best that is not a spike (:func:`bayescmoe.fit.mle.spikes`, as the estimator chooses; the best spike is recorded beside it);
 * **R flexmix**, ``stepFlexmix(nrep = 100)`` with ``FLXMRglm`` + ``FLXPmultinom`` (plain cells; the stored
   results of benchmarks/flexmix_optima.py, 20 starts where the data are large);
 * the largest log-likelihood among **NUTS posterior draws** (2 chains x 500 draws, from the default fit) that
   are inside the constrained space and not spikes (a draw's prompt below the variance floor, or a spike of
-  :func:`bayescmoe.mle.spikes`, is not a candidate for the constrained MLE);
+  :func:`bayescmoe.fit.mle.spikes`, is not a candidate for the constrained MLE);
 * the default of the code before issue 19 (``--before PATH``: a checkout of it; its time and its optimum).
 
 The gap of the default to the best of them all, absolute and relative, and the times, are written to
@@ -49,7 +49,7 @@ from optima_data import CELLS, SPLITS, load, load_split  # noqa: E402
 
 import bayescmoe as bc  # noqa: E402
 from bayescmoe import mle  # noqa: E402
-from bayescmoe.optimize import newton_box, newton_box_many  # noqa: E402
+from bayescmoe.fit.optimize import newton_box, newton_box_many  # noqa: E402
 
 OUT = HERE / "results" / "optima" / "optima.json"
 FLEXMIX = HERE / "results" / "optima" / "flexmix.json"

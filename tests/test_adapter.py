@@ -236,7 +236,7 @@ def test_compare_prompts_loo_matches_a_direct_psis(data):
     import arviz as az
     import xarray as xr
 
-    from bayescmoe.adapt import _loo
+    from bayescmoe.finetune.adapt import _loo
 
     frozen, X, y = data
     X, y = X[:600], y[:600]

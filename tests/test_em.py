@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import bayescmoe as bc
-from bayescmoe.em import _EM
-from bayescmoe.objective import Likelihood
+from bayescmoe.fit.em import _EM
+from bayescmoe.model.kernel import Likelihood
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_em_stops_at_maxiter_with_a_warning():
 
 @pytest.mark.parametrize("expert", ["linear", "tanh", "sigmoid", "gelu", "relu"])
 def test_expert_derivatives_match_finite_differences(expert, rng):
-    from bayescmoe.experts import get_expert
+    from bayescmoe.model.experts import get_expert
 
     phi = get_expert(expert)
     z = rng.uniform(-3, 3, size=200)

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 
 import bayescmoe as bc
-from bayescmoe.experts import EXPERTS
-from bayescmoe.families import FAMILIES
-from bayescmoe.identifiability import (
+from bayescmoe.model.experts import EXPERTS
+from bayescmoe.model.families import FAMILIES
+from bayescmoe.model.simulate import simulate_at
+from bayescmoe.studies.rates import schedule_variant
+from bayescmoe.theory.identifiability import (
     check_distinguishability,
     check_strong_identifiability,
     delta_scan,
     fisher_information,
 )
-from bayescmoe.information import expected_information
-from bayescmoe.simulate import simulate_at
-from bayescmoe.studies.rates import schedule_variant
-from bayescmoe.theory import proposition_1
+from bayescmoe.theory.information import expected_information
+from bayescmoe.theory.rates import proposition_1
 
 from helpers import make_spec
 from reference import mixture_loglik

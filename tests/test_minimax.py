@@ -9,8 +9,8 @@ import pytest
 from scipy import special
 
 import bayescmoe as bc
-from bayescmoe.information import QuadratureDesign
-from bayescmoe.minimax import least_favourable
+from bayescmoe.theory.information import QuadratureDesign
+from bayescmoe.theory.minimax import least_favourable
 
 from reference import mixture_loglik
 

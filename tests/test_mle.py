@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize, stats
 
 import bayescmoe as bc
-from bayescmoe.mle import dominating_rows
+from bayescmoe.fit.mle import dominating_rows
 
 from reference import mixture_loglik
 
@@ -193,7 +193,7 @@ def test_bad_data():
 
 
 def test_newton_box_on_rosenbrock_with_and_without_an_active_bound():
-    from bayescmoe.optimize import newton_box
+    from bayescmoe.fit.optimize import newton_box
 
     def fgh(x):
         a, b = x

@@ -7,8 +7,8 @@ import pymc as pm
 import pytest
 
 import bayescmoe as bc
-from bayescmoe.experts import EXPERTS
-from bayescmoe.families import FAMILIES
+from bayescmoe.model.experts import EXPERTS
+from bayescmoe.model.families import FAMILIES
 
 from helpers import make_spec
 from reference import mixture_loglik

@@ -5,7 +5,7 @@ import pytest
 
 import bayescmoe as bc
 from bayescmoe import objective
-from bayescmoe.objective import Likelihood
+from bayescmoe.model.kernel import Likelihood
 
 from helpers import make_spec
 from reference import mixture_loglik

@@ -10,7 +10,7 @@ import xarray as xr
 import bayescmoe as bc
 from bayescmoe.cli import main
 from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning, SpecError
-from bayescmoe.posterior import _nutpie_installed, diagnose, posterior_sd, resolve_sampler
+from bayescmoe.fit.posterior import _nutpie_installed, diagnose, posterior_sd, resolve_sampler
 
 from helpers import make_spec
 
@@ -128,7 +128,7 @@ def test_bad_arguments_name_the_problem(spec, data, monkeypatch):
     y_nan[3] = np.nan
     with pytest.raises(bc.DataError, match="NaN"):
         bc.sample_posterior(spec, X, y_nan)
-    monkeypatch.setattr("bayescmoe.posterior._nutpie_installed", lambda: False)
+    monkeypatch.setattr("bayescmoe.fit.posterior._nutpie_installed", lambda: False)
     assert resolve_sampler("auto") == "pymc"
     with pytest.raises(BayescmoeError, match=r"pip install 'bayescmoe\[nutpie\]'"):
         resolve_sampler("nutpie")

@@ -7,7 +7,7 @@ import pytest
 
 import bayescmoe as bc
 from bayescmoe.exceptions import SpecError
-from bayescmoe.spec import Layout
+from bayescmoe.model.spec import Layout
 
 NAMED = [
     "softmax_distinguishable",

@@ -7,11 +7,11 @@ import pytest
 from scipy import integrate
 
 import bayescmoe as bc
-from bayescmoe.experts import EXPERTS
-from bayescmoe.families import FAMILIES
-from bayescmoe.information import predicted_losses
-from bayescmoe.losses import _conditional_density, hellinger, parameter_losses
-from bayescmoe.theory import proposition_1, theoretical_rates
+from bayescmoe.model.experts import EXPERTS
+from bayescmoe.model.families import FAMILIES
+from bayescmoe.theory.information import predicted_losses
+from bayescmoe.theory.losses import _conditional_density, hellinger, parameter_losses
+from bayescmoe.theory.rates import proposition_1, theoretical_rates
 
 from helpers import make_spec
 
@@ -136,7 +136,7 @@ def test_local_fisher_prediction_is_root_n_without_schedules():
 
 def test_information_identity_scores_against_hessian():
     # E[score score'] = E[-Hessian]: the two Monte Carlo estimators agree (independent formulas)
-    from bayescmoe.information import expected_information
+    from bayescmoe.theory.information import expected_information
 
     spec = bc.load_spec("softmax_distinguishable")
     by_scores = expected_information(spec, n_mc=400_000, seed=1, method="scores")

@@ -14,7 +14,7 @@ import numpy as np
 
 from bayescmoe.studies.rates import RateRow, RateStudy
 from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
-from bayescmoe.theory import proposition_1
+from bayescmoe.theory.rates import proposition_1
 
 __all__ = ["plot_study", "plot_widening", "plot_gate", "gate_points"]
 

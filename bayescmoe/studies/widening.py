@@ -16,7 +16,7 @@ three predictions:
   non-distinguishable family (section 4 with ``Delta ~ n^-kappa``), and no dependence on Delta in
   a distinguishable one (Proposition 1); no prediction where Proposition 1 does not decide;
 * the local asymptotic SD ``sqrt(diag I(theta*)^-1 / n)`` from the Fisher information at the
-  truth (:func:`bayescmoe.identifiability.fisher_information`);
+  truth (:func:`bayescmoe.theory.identifiability.fisher_information`);
 * the MLE's standard errors (observed information; NaN for an estimate on the box).
 
 Replications are summarised by the geometric mean of their SDs (the mean of log SD): at small
@@ -45,14 +45,14 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.identifiability import _f0_variance, _summary_sd, fisher_information, merge_direction, prompt_at
-from bayescmoe.mle import fit_mle
-from bayescmoe.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
-from bayescmoe.priors import Prior
-from bayescmoe.simulate import simulate_at
-from bayescmoe.spec import Spec, load_spec, spec_from_dict
+from bayescmoe.fit.mle import fit_mle
+from bayescmoe.fit.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
+from bayescmoe.model.priors import Prior
+from bayescmoe.model.simulate import simulate_at
+from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 from bayescmoe.studies.executors import run_tasks
-from bayescmoe.theory import proposition_1
+from bayescmoe.theory.identifiability import _f0_variance, _summary_sd, fisher_information, merge_direction, prompt_at
+from bayescmoe.theory.rates import proposition_1
 
 __all__ = ["WIDE_PRIORS", "WideningStudy", "counterpart", "params_at_delta", "widening", "PAPER_DELTA_SLOPES"]
 

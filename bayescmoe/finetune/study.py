@@ -10,7 +10,7 @@ flatter-topped, and a buyer pays less for the same weight: a model of well-cut s
 in a way that depends on the stone (which is what a gate over the covariates can learn).
 
 **The frozen model**: scikit-learn's ``HistGradientBoostingRegressor`` fitted on 80% of the source (run on
-one OpenMP thread: :class:`OneThread`), its predictive variance the mean squared residual on the other 20% (:func:`bayescmoe.adapt.predictive_scale`).
+one OpenMP thread: :class:`OneThread`), its predictive variance the mean squared residual on the other 20% (:func:`bayescmoe.finetune.adapt.predictive_scale`).
 
 **The comparison** on the target, by ``folds``-fold cross-validation repeated ``repeats`` times (every
 method sees the same folds): held-out log predictive density and RMSE of (a) the frozen model alone;
@@ -39,10 +39,10 @@ import numpy as np
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from bayescmoe.adapt import compare_prompts, frozen_logpdf, predictive_scale
-from bayescmoe.data import take_rows
-from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import BayescmoeError
+from bayescmoe.finetune.adapt import compare_prompts, frozen_logpdf, predictive_scale
+from bayescmoe.finetune.estimator import ContaminatedMoE
+from bayescmoe.model.data import take_rows
 
 __all__ = [
     "OneThread", "load_diamonds", "AdaptationTask", "DiamondsTask", "adaptation_task", "diamonds_task",
@@ -163,7 +163,7 @@ def adaptation_task(
     seed: int | np.random.Generator = 0,
 ) -> AdaptationTask:
     """Fit a clone of ``model`` on ``1 - held_out`` of the source rows (shuffled with ``seed``, in that order),
-    its predictive variance the mean squared residual on the rest (:func:`bayescmoe.adapt.predictive_scale`);
+    its predictive variance the mean squared residual on the rest (:func:`bayescmoe.finetune.adapt.predictive_scale`);
     the task for :func:`compare_adaptations`.  A model already fitted on the source: build
     :class:`AdaptationTask` directly."""
     if not 0.0 < held_out < 1.0:
@@ -413,5 +413,5 @@ class _FoldStore:
 
 
 def choose_prompts(task: AdaptationTask, **kwargs: Any):
-    """:func:`bayescmoe.adapt.compare_prompts` on the whole target (K = 0, the frozen model, and 1..3)."""
+    """:func:`bayescmoe.finetune.adapt.compare_prompts` on the whole target (K = 0, the frozen model, and 1..3)."""
     return compare_prompts(task.X_target, task.y_target, pretrained=task.frozen, scale=task.scale, **kwargs)

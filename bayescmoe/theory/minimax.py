@@ -28,7 +28,7 @@ predictions of the rate studies do).  A gate nearly closed everywhere (``tau*`` 
 
 **The search.**  The exponent of a loss at a truth is measured as the least-squares slope of log SD on
 log Delta over the asymptotic window ``Delta <= window`` of the scan, with the information computed on
-a fixed quadrature design (:class:`~bayescmoe.information.QuadratureDesign`, smooth in the truth).  The
+a fixed quadrature design (:class:`~bayescmoe.theory.information.QuadratureDesign`, smooth in the truth).  The
 search minimises that slope over the box -- ``beta*`` and ``tau*`` (or ``lam*``) within the spec's
 bounds and, for ``parameter="eta"``, the direction ``u`` (any non-zero vector of [-1, 1]^d, normalised)
 -- by L-BFGS-B with finite-difference gradients, from the spec's own truth and from ``starts - 1``
@@ -52,10 +52,10 @@ from scipy import optimize
 from scipy.stats import qmc
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.identifiability import _summary_sd, merge_direction, prompt_at
-from bayescmoe.information import QuadratureDesign, asymptotic_sd
-from bayescmoe.simulate import gate_probability
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.model.simulate import gate_probability
+from bayescmoe.model.spec import Spec, load_spec
+from bayescmoe.theory.identifiability import _summary_sd, merge_direction, prompt_at
+from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd
 
 __all__ = ["LeastFavourable", "LossExponent", "least_favourable", "PAPER_EXPONENTS", "DEFAULT_DELTAS"]
 

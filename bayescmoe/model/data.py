@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import DataError
-from bayescmoe.spec import Spec
+from bayescmoe.model.spec import Spec
 
 __all__ = [
     "check_data",

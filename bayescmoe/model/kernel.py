@@ -44,12 +44,12 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import get_mode
 
-from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import FitError
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family, prompt_dist
-from bayescmoe.model import mixture_logp_graph
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.model.build import mixture_logp_graph
+from bayescmoe.model.data import check_data, check_f0
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family, prompt_dist
+from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["loglik"]
 
@@ -185,7 +185,7 @@ def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_s
     """``log f0(y_i | m0_i, s0_i)`` per observation (PyMC's density, compiled); None without a frozen expert.
 
     ``f0_mean`` / ``f0_scale``: the checked per-observation values of a spec whose frozen expert's mean or
-    scale comes with the data (:func:`bayescmoe.data.check_f0`).
+    scale comes with the data (:func:`bayescmoe.model.data.check_f0`).
     """
     pre = spec.pretrained
     if pre is None:
@@ -248,7 +248,7 @@ class Likelihood:
     spec : Spec
     X : ndarray, shape (n, d)
     y : ndarray, shape (n,)
-        Checked data (see :func:`bayescmoe.data.check_data`).
+        Checked data (see :func:`bayescmoe.model.data.check_data`).
     f0_mean, f0_scale : ndarray, optional
         The frozen expert's per-observation mean and scale, for a spec that takes them from the data.
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescmoe.spec import Spec
+from bayescmoe.model.spec import Spec
 
 __all__ = ["canonical", "relabel"]
 

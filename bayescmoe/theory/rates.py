@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from bayescmoe.spec import Spec
+from bayescmoe.model.spec import Spec
 
 __all__ = ["Rate", "theoretical_rates", "proposition_1", "STRONGLY_IDENTIFIABLE"]
 

@@ -348,7 +348,7 @@ def cmd_reproduce(args) -> int:
 
 
 def _print_least_favourable_pairs(rows, paper: bool) -> None:
-    """Each merging setting's sequence beside the one at its least favourable truth (bayescmoe.minimax)."""
+    """Each merging setting's sequence beside the one at its least favourable truth (bayescmoe.theory.minimax)."""
     from bayescmoe.studies.reproduce import LEAST_FAVOURABLE, PLANS
 
     by = {(r.setting, r.parameter): r for r in rows}
@@ -529,7 +529,7 @@ def cmd_check(args) -> int:
     import numpy as np
 
     import bayescmoe as bc
-    from bayescmoe.identifiability import (
+    from bayescmoe.theory.identifiability import (
         check_distinguishability,
         check_strong_identifiability,
         delta_scan,
@@ -548,7 +548,7 @@ def cmd_check(args) -> int:
     sd = info.asymptotic_sd(args.n) if info is not None else {}
     least = None
     if args.least_favourable:
-        from bayescmoe.minimax import least_favourable
+        from bayescmoe.theory.minimax import least_favourable
 
         bar = _Progress(not args.json, unit="searches")
         least = least_favourable(
@@ -697,7 +697,7 @@ def cmd_sample(args) -> int:
 
     import bayescmoe as bc
     from bayescmoe.exceptions import BayescmoeError
-    from bayescmoe.posterior import diagnose
+    from bayescmoe.fit.posterior import diagnose
 
     out = Path(args.out)
     if not out.parent.is_dir():

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bayescmoe.spec import DEFAULT_BOUNDS, Pretrained, Spec
+from bayescmoe.model.spec import DEFAULT_BOUNDS, Pretrained, Spec
 
 __all__ = ["Units", "NU_FLOOR", "standard_spec"]
 

@@ -5,7 +5,7 @@ Two ways to say what to fit:
 * ``ContaminatedMoE(spec)``: a named setting or a TOML spec, its frozen expert a formula (or data);
 * ``ContaminatedMoE(pretrained=model, family="normal", scale=s, prompts=K)``: the frozen expert is a
   fitted model (anything with ``predict(X)``), its predictive distribution ``family`` with scale ``s``
-  (a normal's variance, a Laplace's or Student-t's scale: :func:`bayescmoe.adapt.predictive_scale`
+  (a normal's variance, a Laplace's or Student-t's scale: :func:`bayescmoe.finetune.adapt.predictive_scale`
   estimates it on held-out data), and ``K`` prompts (or a list of expert names) are gated on the
   covariates.  ``pretrained=None`` is the plain softmax-gated mixture of ``K`` experts.
 
@@ -24,15 +24,15 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from bayescmoe.data import check_covariates, check_data, check_f0, check_response
 from bayescmoe.exceptions import FitError, ScaleWarning
-from bayescmoe.experts import EXPERTS, get_expert
-from bayescmoe.families import get_family, residual_scale
-from bayescmoe.mle import fit_mle
-from bayescmoe.objective import Likelihood
-from bayescmoe.results import FitResult
-from bayescmoe.simulate import gate_probability, mixture_weights, prompt_means
-from bayescmoe.spec import Spec, load_spec, spec_from_dict
+from bayescmoe.fit.mle import fit_mle
+from bayescmoe.fit.results import FitResult
+from bayescmoe.model.data import check_covariates, check_data, check_f0, check_response
+from bayescmoe.model.experts import EXPERTS, get_expert
+from bayescmoe.model.families import get_family, residual_scale
+from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.simulate import gate_probability, mixture_weights, prompt_means
+from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 
 __all__ = ["ContaminatedMoE"]
 
@@ -131,7 +131,7 @@ class ContaminatedMoE:
         deviation), for ``laplace`` the scale b, for ``student_t`` the scale (with ``df``).  Required with
         ``pretrained`` unless ``f0_scale=`` is given to ``fit`` and ``predict`` (one value per row).  A
         :class:`~bayescmoe.exceptions.ScaleWarning` says when it is over 100 times above or below the scale
-        of the frozen model's residuals on the fitting data (:func:`bayescmoe.adapt.predictive_scale`
+        of the frozen model's residuals on the fitting data (:func:`bayescmoe.finetune.adapt.predictive_scale`
         estimates it properly, on held-out source data).
     df : float, optional
         Degrees of freedom, for ``student_t``.
@@ -141,7 +141,7 @@ class ContaminatedMoE:
         The prompts' mean function and whether they have an intercept (default linear with one).
     gating : {"softmax", "constant"}
     standardize : bool
-        Built models only: fit in standardised units (``fit_mle(..., bounds="data")``, :mod:`bayescmoe.units`):
+        Built models only: fit in standardised units (``fit_mle(..., bounds="data")``, :mod:`bayescmoe.model.units`):
         the covariates, the response and the frozen expert mapped by the fitting data's means and standard
         deviations, the box and the variance floor relative to the data; the estimates, their standard errors
         and every prediction are reported in the data's units, so that they do not depend on them (a linear
@@ -168,7 +168,7 @@ class ContaminatedMoE:
         The full result (standard errors, log-likelihood, summary...).
     converged_, n_iter_, n_features_in_ :
         From the optimiser and the data.
-    units_ : bayescmoe.units.Units or None
+    units_ : bayescmoe.model.units.Units or None
         The standardisation of a built model's fit (None with ``standardize=False`` or a spec).
     idata_ :
         After :meth:`sample_posterior`: the posterior (an ArviZ ``DataTree``).
@@ -342,7 +342,7 @@ class ContaminatedMoE:
             if self.scale_ is None and f0_scale is None and need_scale:
                 raise FitError(
                     "the frozen model's predictive scale is unknown: give scale= (estimate it on held-out data "
-                    "with bayescmoe.adapt.predictive_scale) or f0_scale= per row"
+                    "with bayescmoe.finetune.adapt.predictive_scale) or f0_scale= per row"
                 )
         pre = self.spec_.pretrained
         if not need_scale and pre is not None and pre.scale_from_data and f0_scale is None:
@@ -613,7 +613,7 @@ class ContaminatedMoE:
         ``DataTree`` is kept as ``idata_`` and returned.  A built model samples where it was fitted, in
         standardised units (its priors are on those parameters), and ``idata_``'s posterior holds the draws in
         the data's units, as ``params_`` does."""
-        from bayescmoe.posterior import sample_posterior
+        from bayescmoe.fit.posterior import sample_posterior
 
         self._fitted()
         Xs, ys, mean0, scale0 = self._observed(X, y, f0_mean, f0_scale)

@@ -3,7 +3,7 @@
 Each iteration:
 
 * **E-step**: each prompt's responsibility ``r_ik = w_k(x_i) N(y_i | h_k(x_i), nu_k) / p(y_i | x_i)``
-  (from the compiled kernel of :mod:`bayescmoe.objective`).
+  (from the compiled kernel of :mod:`bayescmoe.model.kernel`).
 * **M-step**, each block maximising its part of ``Q(theta) = E[complete log-likelihood]``:
 
   - gate, softmax: weighted (multinomial) logistic regression ``max sum_i sum_k r_ik a_ik -
@@ -30,12 +30,12 @@ import numpy as np
 from scipy import optimize, special
 
 from bayescmoe.exceptions import FitError
-from bayescmoe.experts import get_expert
-from bayescmoe.mle import Init, _best, _Problem, _result, checked_data, resolve_starts, single_threaded_blas
-from bayescmoe.objective import Likelihood, channels, structure
-from bayescmoe.optimize import OptimizeResult, Status
-from bayescmoe.results import FitResult
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.fit.mle import Init, _best, _Problem, _result, checked_data, resolve_starts, single_threaded_blas
+from bayescmoe.fit.optimize import OptimizeResult, Status
+from bayescmoe.fit.results import FitResult
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.kernel import Likelihood, channels, structure
+from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["fit_em"]
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family
-from bayescmoe.simulate import draw_covariates, gate_probability, mixture_weights, prompt_means
-from bayescmoe.spec import Spec
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family
+from bayescmoe.model.simulate import draw_covariates, gate_probability, mixture_weights, prompt_means
+from bayescmoe.model.spec import Spec
 
 __all__ = ["parameter_losses", "hellinger", "evaluate_losses", "N_X", "GRID", "WIDTH"]
 
@@ -61,7 +61,7 @@ def matched(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[s
     """``params`` with each group of exchangeable prompts matched to the truth's: the permutation that
     minimises the squared distance of the prompts' own parameters (eta, b, nu), so that a loss measures
     estimation and not naming (the usual loss of mixture estimation, up to label switching)."""
-    from bayescmoe.labels import relabel
+    from bayescmoe.model.labels import relabel
 
     if not spec.multi or not spec.exchangeable():
         return params

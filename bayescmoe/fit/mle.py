@@ -1,8 +1,8 @@
 """The main estimator: maximum likelihood (and MAP) over the spec's compact box.
 
 ``fit_mle`` maximises the log-likelihood with the projected Newton method of
-:mod:`bayescmoe.optimize`, fed by the compiled value, gradient and exact
-Hessian of :mod:`bayescmoe.objective`; nothing is recompiled between fits.
+:mod:`bayescmoe.fit.optimize`, fed by the compiled value, gradient and exact
+Hessian of :mod:`bayescmoe.model.kernel`; nothing is recompiled between fits.
 Standard errors come from the observed information at the optimum.
 """
 
@@ -21,7 +21,6 @@ import pytensor
 import pytensor.tensor as pt
 from threadpoolctl import ThreadpoolController
 
-from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import (
     BoundaryWarning,
     ConvergenceWarning,
@@ -31,16 +30,17 @@ from bayescmoe.exceptions import (
     OutlierWarning,
     ScaleWarning,
 )
-from bayescmoe.experts import get_expert
-from bayescmoe.labels import canonical
-from bayescmoe.objective import Likelihood
-from bayescmoe.optimize import OptimizeResult, newton_box, newton_box_many
-from bayescmoe.priors import free_shape, resolve_priors
-from bayescmoe.results import FitResult
-from bayescmoe.simulate import mixture_weights, prompt_means
-from bayescmoe.spec import Spec, load_spec
-from bayescmoe.starts import nested_starts, partition_starts, split_merge_starts, split_starts, start_count
-from bayescmoe.units import Units, frozen_variance, standard_spec
+from bayescmoe.fit.optimize import OptimizeResult, newton_box, newton_box_many
+from bayescmoe.fit.results import FitResult
+from bayescmoe.fit.starts import nested_starts, partition_starts, split_merge_starts, split_starts, start_count
+from bayescmoe.model.data import check_data, check_f0
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.labels import canonical
+from bayescmoe.model.priors import free_shape, resolve_priors
+from bayescmoe.model.simulate import mixture_weights, prompt_means
+from bayescmoe.model.spec import Spec, load_spec
+from bayescmoe.model.units import Units, frozen_variance, standard_spec
 
 __all__ = ["fit_mle", "fit_map"]
 
@@ -69,7 +69,7 @@ FEW_ROWS = 2
 SPIKE = 0.01
 #: A prompt whose variance is within this factor of the floor is at the floor: a spike on (nearly) tied rows
 #: converges to the floor only slowly, and a real narrow component sits well above it (the floor is set 10
-#: times below the narrowest one measured on real data, bayescmoe.units.NU_FLOOR).
+#: times below the narrowest one measured on real data, bayescmoe.model.units.NU_FLOOR).
 NEAR_FLOOR = 2.0
 #: The observed information over the free parameters counts as singular when, scaled to a unit diagonal (a
 #: correlation-like matrix, free of the parameters' units), its smallest eigenvalue is below this: far above
@@ -109,20 +109,20 @@ def fit_mle(
     y : array_like, shape (n,)
     init : "multistart", "truth" or dict
         ``"multistart"`` (the default, for real data): ``n_starts`` starts, half from partitions of the data
-        (:mod:`bayescmoe.starts`), half random (:func:`random_starts`), each screened by ``SHORT`` Newton
+        (:mod:`bayescmoe.fit.starts`), half random (:func:`random_starts`), each screened by ``SHORT`` Newton
         steps on a subsample of at most ``SCREEN`` rows; the best ``POLISH`` and every start given in
         ``starts`` are run to convergence.  ``"truth"``: start at ``spec.truth_at(n)`` (simulation studies).
         A dict of parameters (MODEL.md names): start there.
     n_starts : int, optional
-        Number of starts for ``"multistart"``; default :func:`bayescmoe.starts.start_count`,
+        Number of starts for ``"multistart"``; default :func:`bayescmoe.fit.starts.start_count`,
         ``10 + 5 K (d + 1)``.
     seed : int or None
         Seeds the random starts and the subsamples (default 0: fits are reproducible;
         ``None`` draws fresh entropy).
     bounds : dict or "data", optional
         ``{name: [low, high]}`` replacing the spec's box for those parameters.  ``"data"``: fit a user's data
-        in standardised units (:mod:`bayescmoe.units`), the box read in those units and the variance floor
-        relative to the data (:func:`bayescmoe.units.standard_spec`), and report the estimate, its standard
+        in standardised units (:mod:`bayescmoe.model.units`), the box read in those units and the variance floor
+        relative to the data (:func:`bayescmoe.model.units.standard_spec`), and report the estimate, its standard
         errors and the log-likelihood in the data's units: the estimate does not depend on the units
         (MODEL.md section 9).
     maxiter : int
@@ -140,7 +140,7 @@ def fit_mle(
         ``X``) and scale, for a spec whose ``[pretrained]`` takes them from the data (MODEL.md section 8).
     starts : sequence of dict
         More starting points for ``"multistart"`` (in the data's units), always run to convergence: such as
-        :func:`bayescmoe.starts.nested_starts` from a fit with one prompt fewer.
+        :func:`bayescmoe.fit.starts.nested_starts` from a fit with one prompt fewer.
 
     Returns
     -------
@@ -192,8 +192,8 @@ def fit_map(
 ) -> FitResult:
     """Maximum a posteriori estimate: :func:`fit_mle`'s machinery with log-priors added.
 
-    ``priors`` is as in :func:`bayescmoe.priors.resolve_priors` (default: the
-    weakly informative :data:`~bayescmoe.priors.WEAK_PRIORS`).  The mode is taken
+    ``priors`` is as in :func:`bayescmoe.model.priors.resolve_priors` (default: the
+    weakly informative :data:`~bayescmoe.model.priors.WEAK_PRIORS`).  The mode is taken
     in the parameters' own scale (no Jacobian), inside the spec's box; standard
     errors are those of the Laplace approximation at the mode.  With ``bounds="data"`` the priors are on
     the standardised parameters (their scale is then the data's, whatever its units).
@@ -488,7 +488,7 @@ def _screen(spec: Spec, data: Data, prior, starts: list[np.ndarray], rng) -> lis
 
 def _split_merge(spec: Spec, data: Data, problem: _Problem, best, spike, rng, maxiter):
     """Up to ``SPLIT_MERGE`` rounds of split-and-merge moves from the best optimum
-    (:func:`bayescmoe.starts.split_merge_starts`), screened like the multistart's starts; a round that does not
+    (:func:`bayescmoe.fit.starts.split_merge_starts`), screened like the multistart's starts; a round that does not
     raise the best non-spike optimum ends them."""
     lower, upper = spec.bounds_arrays()
     for _ in range(SPLIT_MERGE):
@@ -510,7 +510,7 @@ def _split_merge(spec: Spec, data: Data, problem: _Problem, best, spike, rng, ma
 
 def _nested(spec: Spec, data: Data, options: _Options) -> list[np.ndarray]:
     """Starts from the optimum of the nested model with one prompt fewer, itself fitted the same way
-    (:func:`bayescmoe.starts.nested_starts`; with one prompt beside a frozen expert, from the frozen expert
+    (:func:`bayescmoe.fit.starts.nested_starts`; with one prompt beside a frozen expert, from the frozen expert
     alone): so the log-likelihood never decreases with K on the same data."""
     smaller = spec.smaller()
     X, y = data.X, data.y
@@ -543,7 +543,7 @@ def responsibilities(spec: Spec, data: Data, theta: np.ndarray, pointwise: np.nd
 
 
 def _fit_in_data_units(spec: Spec, X, y, options: _Options, f0_mean, f0_scale) -> FitResult:
-    """The fit of a user's data: standardised in, the user's units out (:mod:`bayescmoe.units`)."""
+    """The fit of a user's data: standardised in, the user's units out (:mod:`bayescmoe.model.units`)."""
     data = checked_data(spec, X, y, f0_mean, f0_scale, min_n=spec.n_params + 1)
     units = Units.of(spec, data.X, data.y)
     pre = spec.pretrained
@@ -744,7 +744,7 @@ def _warn_degenerate(spec: Spec, lik: Likelihood, theta: np.ndarray, pointwise: 
 
 
 def _canonical(spec: Spec, problem: _Problem, best: OptimizeResult) -> OptimizeResult:
-    """The optimum with exchangeable prompts in canonical order (:func:`bayescmoe.labels.canonical`);
+    """The optimum with exchangeable prompts in canonical order (:func:`bayescmoe.model.labels.canonical`);
     its derivatives are evaluated there (the likelihood's value does not change)."""
     theta = spec.layout.pack(canonical(spec, spec.layout.unpack(best.x)))
     if np.array_equal(theta, best.x):

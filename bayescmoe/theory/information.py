@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family
-from bayescmoe.objective import Likelihood
-from bayescmoe.simulate import draw_covariates, gate_probability, simulate_at
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family
+from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.simulate import draw_covariates, gate_probability, simulate_at
+from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["expected_information", "predicted_losses", "QuadratureDesign", "asymptotic_sd"]
 

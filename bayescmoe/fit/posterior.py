@@ -1,7 +1,7 @@
 """NUTS posteriors of the contaminated MoE, started at the MLE, with their diagnostics checked.
 
 :func:`sample_posterior` builds the PyMC model (:func:`bayescmoe.build_model`) under the weakly
-informative priors of :mod:`bayescmoe.priors` (or the caller's), fits the MLE, and starts every
+informative priors of :mod:`bayescmoe.model.priors` (or the caller's), fits the MLE, and starts every
 chain there, without jitter: jittered starts can land in the poor modes a mixture likelihood
 has.  The sampler is nutpie when it is installed (``pip install 'bayescmoe[nutpie]'``), PyMC's
 NUTS otherwise.  PyMC's NUTS is compiled with the C virtual machine (seconds) rather than
@@ -27,15 +27,15 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayescmoe.data import check_data, check_f0
 from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning, LabelSwitchingWarning
-from bayescmoe.identifiability import _summary_sd
-from bayescmoe.labels import relabel
-from bayescmoe.mle import fit_mle
-from bayescmoe.model import build_model
-from bayescmoe.objective import compile_mode
-from bayescmoe.results import FitResult
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.fit.mle import fit_mle
+from bayescmoe.fit.results import FitResult
+from bayescmoe.model.build import build_model
+from bayescmoe.model.data import check_data, check_f0
+from bayescmoe.model.kernel import compile_mode
+from bayescmoe.model.labels import relabel
+from bayescmoe.model.spec import Spec, load_spec
+from bayescmoe.theory.identifiability import _summary_sd
 
 __all__ = ["Diagnostics", "diagnose", "posterior_sd", "sample_posterior", "SAMPLERS"]
 
@@ -92,7 +92,7 @@ def sample_posterior(
         Covariates ``(n, d)`` and responses ``(n,)``.
     priors : None, "weak", "flat" or dict
         ``None`` means ``"weak"``, the weakly informative defaults of
-        :data:`bayescmoe.WEAK_PRIORS` (reasons in :mod:`bayescmoe.priors`); ``"flat"`` is uniform
+        :data:`bayescmoe.WEAK_PRIORS` (reasons in :mod:`bayescmoe.model.priors`); ``"flat"`` is uniform
         on the spec's box; a dict overrides single parameters (see :func:`build_model`).
     draws, tune, chains : int
         Kept draws and tuning steps per chain, and the number of chains.
@@ -177,7 +177,7 @@ def _start(spec: Spec, X, y, init, seed, f0_mean=None, f0_scale=None) -> dict[st
 
 
 def _initial_values(spec: Spec, start: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The start as values of the model's free variables (see :func:`bayescmoe.model.build_model`)."""
+    """The start as values of the model's free variables (see :func:`bayescmoe.model.build.build_model`)."""
     if not spec.multi:
         return start
     out = {}
@@ -195,7 +195,7 @@ def _initial_values(spec: Spec, start: dict[str, np.ndarray]) -> dict[str, np.nd
 
 def _relabel(spec: Spec, idata: xr.DataTree, start: dict[str, np.ndarray]) -> np.ndarray:
     """Detect label switching between exchangeable prompts and relabel the draws to the start's order
-    (:func:`bayescmoe.labels.relabel`); warn with the counts per chain."""
+    (:func:`bayescmoe.model.labels.relabel`); warn with the counts per chain."""
     post = idata.posterior
     chains = post.sizes["chain"]
     if not spec.multi or not spec.exchangeable():

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from bayescmoe.spec import Spec
-from bayescmoe.theory import proposition_1
+from bayescmoe.model.spec import Spec
+from bayescmoe.theory.rates import proposition_1
 
 #: Smallest/largest eigenvalue of the observed information below which summary() flags it.
 NEARLY_SINGULAR = 1e-6
@@ -68,7 +68,7 @@ class FitResult:
         identified (for instance when distinguishability fails).
     loglik_pretrained : float
         Log-likelihood of the pre-trained expert alone (the model without a prompt).
-    units : bayescmoe.units.Units or None
+    units : bayescmoe.model.units.Units or None
         For a fit of a user's data in standardised units (``bounds="data"``, the estimator): the map; the
         estimate, its covariance and the log-likelihoods above are in the data's units.
     standard : FitResult or None
@@ -95,7 +95,7 @@ class FitResult:
     at_bound: np.ndarray
     info_eigenvalues: np.ndarray = field(repr=False)
     loglik_pretrained: float = float("nan")
-    units: Any = None  # bayescmoe.units.Units of a fit in standardised units (bounds="data"), else None
+    units: Any = None  # bayescmoe.model.units.Units of a fit in standardised units (bounds="data"), else None
     standard: Any = field(default=None, repr=False)  # that fit itself, in standardised units
     warnings: tuple[str, ...] = ()  # every warning the fit raised, as "Category: message"
 

@@ -1,7 +1,7 @@
 """A projected Newton method for smooth minimisation over a box, with the exact Hessian.
 
 The contaminated MoE has a few dozen parameters and a cheap exact Hessian
-(:mod:`bayescmoe.objective`), so each iteration solves the Newton system and
+(:mod:`bayescmoe.model.kernel`), so each iteration solves the Newton system and
 converges quadratically near an interior optimum.  Far from it the Hessian may be
 indefinite: its eigenvalues are replaced by their absolute values, floored at a
 small fraction of the largest (a "saddle-free" Newton step, which always points

@@ -12,7 +12,7 @@ of ``log w_k + log f_k``; for one prompt and a frozen expert,
 with ``log g = -softplus(-z)`` and ``log(1 - g) = -softplus(z)`` for the gate logit ``z``.  Both stay
 finite, with finite gradients, for logits of +-1e3 and responses of magnitude 1e6.  The same graph
 (:func:`mixture_logp_graph`) serves :func:`build_model` and the compiled estimators of
-:mod:`bayescmoe.objective`.
+:mod:`bayescmoe.model.kernel`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
-from bayescmoe.data import check_data, check_f0
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family, prompt_dist
-from bayescmoe.priors import resolve_priors
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.model.data import check_data, check_f0
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family, prompt_dist
+from bayescmoe.model.priors import resolve_priors
+from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["build_model"]
 
@@ -191,13 +191,13 @@ def build_model(
     Parameters
     ----------
     spec : Spec or str
-        The setting (a :class:`~bayescmoe.spec.Spec`, a name from ``models/`` or a TOML path).
+        The setting (a :class:`~bayescmoe.model.spec.Spec`, a name from ``models/`` or a TOML path).
     X : array_like, shape (n, d)
         Covariates; held in ``pm.Data("X")`` so that ``pm.set_data`` swaps datasets.
     y : array_like, shape (n,)
         Responses; held in ``pm.Data("y_data")`` and observed as ``y``.
     priors : None, "flat", "weak" or dict
-        See :func:`bayescmoe.priors.resolve_priors`: ``None`` is flat on the spec's
+        See :func:`bayescmoe.model.priors.resolve_priors`: ``None`` is flat on the spec's
         box (the MLE's model), ``"weak"`` the documented weakly informative defaults,
         a dict overrides any parameter's prior with any PyMC distribution.
     f0_mean, f0_scale : array_like or fitted model, optional

@@ -39,7 +39,7 @@ from pymc.distributions.shape_utils import change_dist_size
 from pytensor.tensor import TensorVariable
 
 from bayescmoe.exceptions import SpecError
-from bayescmoe.spec import Spec
+from bayescmoe.model.spec import Spec
 
 __all__ = ["Prior", "WEAK_PRIORS", "resolve_priors", "free_shape"]
 

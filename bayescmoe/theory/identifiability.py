@@ -32,12 +32,12 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family
-from bayescmoe.information import expected_information
-from bayescmoe.simulate import draw_covariates, prompt_means
-from bayescmoe.spec import Spec, load_spec
-from bayescmoe.theory import proposition_1
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family
+from bayescmoe.model.simulate import draw_covariates, prompt_means
+from bayescmoe.model.spec import Spec, load_spec
+from bayescmoe.theory.information import expected_information
+from bayescmoe.theory.rates import proposition_1
 
 __all__ = [
     "DistinguishabilityResult",
@@ -364,7 +364,7 @@ def fisher_information(
     """The expected Fisher information at ``params`` (default: the spec's truth at ``n``).
 
     Monte Carlo over ``n_mc`` simulated observations of the compiled per-observation scores
-    (:func:`bayescmoe.information.expected_information`).
+    (:func:`bayescmoe.theory.information.expected_information`).
     """
     spec = load_spec(spec)
     params = spec.truth_at(n) if params is None else params

@@ -4,7 +4,7 @@ A :class:`Spec` fixes everything about a setting except the data: the dimension,
 frozen pre-trained expert (a formula, predictions that come with the data, or none at all), the
 prompts' mean functions (one, or K >= 1), how covariates are drawn, the true parameters (possibly
 moving with ``n`` through schedules) and the compact box searched by the MLE.  This module knows
-nothing of PyMC; loading a spec (:mod:`bayescmoe.spec_parse`) never executes code.
+nothing of PyMC; loading a spec (:mod:`bayescmoe.model.spec_parse`) never executes code.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bayescmoe.exceptions import SpecError
-from bayescmoe.layout import Layout
+from bayescmoe.model.layout import Layout
 
 __all__ = [
     "Spec",
@@ -95,7 +95,7 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Covariates:
-    """How :func:`bayescmoe.simulate` draws X: uniform on ``[low, high]^d`` or standard normal."""
+    """How :func:`bayescmoe.model.simulate` draws X: uniform on ``[low, high]^d`` or standard normal."""
 
     distribution: str = "uniform"
     low: float = -1.0
@@ -235,7 +235,7 @@ class Spec:
         """Prompt ``k`` (0-based) alone with the frozen expert, as a one-prompt spec (section 1) at the truth
         at n = 1000 (schedules applied, then dropped): the setting in which Definition 1 and the local
         theory of one prompt apply to it."""
-        from bayescmoe.spec_parse import spec_from_dict
+        from bayescmoe.model.spec_parse import spec_from_dict
 
         if self.pretrained is None or self.pretrained.mean_from_data:
             raise SpecError(f"{self.name}: a one-prompt view needs a frozen expert whose mean is a formula")
@@ -294,7 +294,7 @@ class Spec:
 
     def with_bounds(self, bounds: Mapping[str, Any] | None) -> Spec:
         """A copy of the spec whose box is ``bounds`` (a dict of ``[low, high]``) over the spec's own."""
-        from bayescmoe.spec_parse import Table, parse_bounds
+        from bayescmoe.model.spec_parse import Table, parse_bounds
 
         if not bounds:
             return self
@@ -387,4 +387,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-from bayescmoe.spec_parse import list_specs, load_spec, spec_from_dict  # noqa: E402 - needs the classes above
+from bayescmoe.model.spec_parse import list_specs, load_spec, spec_from_dict  # noqa: E402 - needs the classes above

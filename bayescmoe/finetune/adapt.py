@@ -25,10 +25,10 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from bayescmoe.data import check_covariates, check_f0_mean, check_response
-from bayescmoe.estimator import ContaminatedMoE
 from bayescmoe.exceptions import BayescmoeError, DataError
-from bayescmoe.families import get_family, residual_scale
+from bayescmoe.finetune.estimator import ContaminatedMoE
+from bayescmoe.model.data import check_covariates, check_f0_mean, check_response
+from bayescmoe.model.families import get_family, residual_scale
 
 __all__ = [
     "predictive_scale", "compare_prompts", "PromptChoice", "PromptRow", "frozen_logpdf", "prompt_overlap", "PromptOverlap",
@@ -237,7 +237,7 @@ def compare_prompts(
     if pretrained is None and f0_mean is None:
         raise BayescmoeError("give the frozen model (pretrained=) or its predictions (f0_mean=)")
     if scale is None:
-        raise BayescmoeError("give the frozen model's predictive scale= (bayescmoe.adapt.predictive_scale)")
+        raise BayescmoeError("give the frozen model's predictive scale= (bayescmoe.finetune.adapt.predictive_scale)")
     if get_family(family).needs_df and df is None:
         raise BayescmoeError(f"family {family!r} needs its degrees of freedom: give df=")
     prompts = _prompt_counts(prompts)

@@ -15,10 +15,10 @@ from any data.  The starts here come from the rows themselves:
   from **splits** of the K-prompt optimum (the split moves of split-and-merge EM, Ueda et al. 2000): each of
   its components' rows (the frozen expert's too) divided in two, by the sign of their residual or by a
   hyperplane through their centre along the covariate they spread most on, the halves refitted as above;
-* **random**: :func:`bayescmoe.mle.random_starts`, for diversity.
+* **random**: :func:`bayescmoe.fit.mle.random_starts`, for diversity.
 
 The multistart then screens them all by a few Newton steps on a subsample and runs the best to convergence
-("small EM", Biernacki, Celeux and Govaert 2003, with Newton steps for EM's): :func:`bayescmoe.mle.fit_mle`.
+("small EM", Biernacki, Celeux and Govaert 2003, with Newton steps for EM's): :func:`bayescmoe.fit.mle.fit_mle`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from bayescmoe.experts import get_expert
-from bayescmoe.spec import Spec
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.spec import Spec
 
 __all__ = [
     "start_count",

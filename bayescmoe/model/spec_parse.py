@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import SpecError
-from bayescmoe.experts import EXPERTS
-from bayescmoe.families import FAMILIES
-from bayescmoe.spec import DEFAULT_BOUNDS, LOSSES, Covariates, Pretrained, Prompt, Schedule, Spec
+from bayescmoe.model.experts import EXPERTS
+from bayescmoe.model.families import FAMILIES
+from bayescmoe.model.spec import DEFAULT_BOUNDS, LOSSES, Covariates, Pretrained, Prompt, Schedule, Spec
 
 __all__ = ["load_spec", "list_specs", "spec_from_dict"]
 

@@ -8,9 +8,9 @@ import numpy as np
 from scipy import special
 
 from bayescmoe.exceptions import DataError
-from bayescmoe.experts import get_expert
-from bayescmoe.families import get_family
-from bayescmoe.spec import Spec, load_spec
+from bayescmoe.model.experts import get_expert
+from bayescmoe.model.families import get_family
+from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["simulate", "simulate_at", "draw_covariates", "gate_probability", "mixture_weights", "prompt_means"]
 
