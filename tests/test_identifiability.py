@@ -12,6 +12,7 @@ import pytest
 import bayescmoe as bc
 from bayescmoe.model.experts import EXPERTS
 from bayescmoe.model.families import FAMILIES
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.simulate import simulate_at
 from bayescmoe.studies.rates import schedule_variant
 from bayescmoe.theory.identifiability import (
@@ -21,7 +22,6 @@ from bayescmoe.theory.identifiability import (
     fisher_information,
 )
 from bayescmoe.theory.information import expected_information
-from bayescmoe.theory.rates import proposition_1
 
 from helpers import make_spec
 from reference import mixture_loglik

@@ -9,9 +9,10 @@ from scipy import integrate
 import bayescmoe as bc
 from bayescmoe.model.experts import EXPERTS
 from bayescmoe.model.families import FAMILIES
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.theory.information import predicted_losses
 from bayescmoe.theory.losses import _conditional_density, hellinger, parameter_losses
-from bayescmoe.theory.rates import proposition_1, theoretical_rates
+from bayescmoe.theory.rates import theoretical_rates
 
 from helpers import make_spec
 

@@ -29,13 +29,12 @@ import xarray as xr
 
 from bayescmoe.exceptions import BayescmoeError, ConvergenceWarning, LabelSwitchingWarning
 from bayescmoe.fit.mle import fit_mle
-from bayescmoe.fit.results import FitResult
+from bayescmoe.fit.results import FitResult, _summary_sd
 from bayescmoe.model.build import build_model
 from bayescmoe.model.data import check_data, check_f0
 from bayescmoe.model.kernel import compile_mode
 from bayescmoe.model.labels import relabel
 from bayescmoe.model.spec import Spec, load_spec
-from bayescmoe.theory.identifiability import _summary_sd
 
 __all__ = ["Diagnostics", "diagnose", "posterior_sd", "sample_posterior", "SAMPLERS"]
 

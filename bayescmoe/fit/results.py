@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.spec import Spec
-from bayescmoe.theory.rates import proposition_1
 
 #: Smallest/largest eigenvalue of the observed information below which summary() flags it.
 NEARLY_SINGULAR = 1e-6
@@ -317,3 +317,8 @@ class FitResult:
         return (
             f"<FitResult {self.method.upper()} of {self.spec.name}: n={self.nobs}, loglik={self.loglik:.6g}, {state}>"
         )
+
+
+def _summary_sd(sd: dict[str, Any]) -> dict[str, float]:
+    """One number per parameter: scalars as they are, vectors by the root mean square of their SDs."""
+    return {k: float(np.sqrt(np.nanmean(np.square(v)))) for k, v in sd.items()}

@@ -47,12 +47,13 @@ import numpy as np
 from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.fit.mle import fit_mle
 from bayescmoe.fit.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
+from bayescmoe.fit.results import _summary_sd
 from bayescmoe.model.priors import Prior
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.simulate import simulate_at
 from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 from bayescmoe.studies.executors import run_tasks
-from bayescmoe.theory.identifiability import _f0_variance, _summary_sd, fisher_information, merge_direction, prompt_at
-from bayescmoe.theory.rates import proposition_1
+from bayescmoe.theory.identifiability import _f0_variance, fisher_information, merge_direction, prompt_at
 
 __all__ = ["WIDE_PRIORS", "WideningStudy", "counterpart", "params_at_delta", "widening", "PAPER_DELTA_SLOPES"]
 

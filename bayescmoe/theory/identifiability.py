@@ -32,12 +32,13 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from bayescmoe.fit.results import _summary_sd
 from bayescmoe.model.experts import get_expert
 from bayescmoe.model.families import get_family
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.simulate import draw_covariates, prompt_means
 from bayescmoe.model.spec import Spec, load_spec
 from bayescmoe.theory.information import expected_information
-from bayescmoe.theory.rates import proposition_1
 
 __all__ = [
     "DistinguishabilityResult",
@@ -371,11 +372,6 @@ def fisher_information(
     matrix = expected_information(spec, params, n_mc=n_mc, seed=seed)
     w, V = np.linalg.eigh(matrix)
     return FisherInformation(spec, params, matrix, w, V)
-
-
-def _summary_sd(sd: dict[str, Any]) -> dict[str, float]:
-    """One number per parameter: scalars as they are, vectors by the root mean square of their SDs."""
-    return {k: float(np.sqrt(np.nanmean(np.square(v)))) for k, v in sd.items()}
 
 
 def merge_direction(spec: Spec) -> np.ndarray:

@@ -52,9 +52,10 @@ from scipy import optimize
 from scipy.stats import qmc
 
 from bayescmoe.exceptions import BayescmoeError
+from bayescmoe.fit.results import _summary_sd
 from bayescmoe.model.simulate import gate_probability
 from bayescmoe.model.spec import Spec, load_spec
-from bayescmoe.theory.identifiability import _summary_sd, merge_direction, prompt_at
+from bayescmoe.theory.identifiability import merge_direction, prompt_at
 from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd
 
 __all__ = ["LeastFavourable", "LossExponent", "least_favourable", "PAPER_EXPONENTS", "DEFAULT_DELTAS"]

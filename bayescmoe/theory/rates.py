@@ -29,9 +29,10 @@ from fractions import Fraction
 
 import numpy as np
 
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.spec import Spec
 
-__all__ = ["Rate", "theoretical_rates", "proposition_1", "STRONGLY_IDENTIFIABLE"]
+__all__ = ["Rate", "theoretical_rates", "STRONGLY_IDENTIFIABLE"]
 
 #: Experts satisfying Definition 2 (strong identifiability) according to the seeds.
 STRONGLY_IDENTIFIABLE = ("tanh", "sigmoid", "gelu")
@@ -51,26 +52,6 @@ class Rate:
         if self.exponent is None:
             return "-"
         return str(Fraction(self.exponent).limit_denominator(64))
-
-
-def proposition_1(spec: Spec, k: int | None = None) -> bool | None:
-    """Proposition 1's verdict on distinguishability: True when f0 is not Gaussian, False when f0 is
-    Gaussian and the prompt can reproduce its mean (the same expert, and an intercept if the
-    pre-trained one is not 0), None when it does not decide (or there is no frozen expert, or its mean
-    is a model's predictions).  With several prompts: prompt ``k`` (0-based), or, by default, False if
-    any prompt can reproduce f0, True if none can, None otherwise."""
-    pre = spec.pretrained
-    if pre is None:
-        return None
-    if pre.family != "normal":
-        return True
-    if pre.mean_from_data:
-        return None
-    verdicts = []
-    for prompt in spec.prompts if k is None else [spec.prompts[k]]:
-        same = pre.expert == prompt.expert and (prompt.intercept or pre.intercept == 0.0)
-        verdicts.append(False if same else None)
-    return False if False in verdicts else None
 
 
 def _kappa(spec: Spec, parameter: str) -> float:
