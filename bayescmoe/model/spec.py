@@ -4,23 +4,38 @@ A :class:`Spec` fixes everything about a setting except the data: the dimension,
 frozen pre-trained expert (a formula, predictions that come with the data, or none at all), the
 prompts' mean functions (one, or K >= 1), how covariates are drawn, the true parameters (possibly
 moving with ``n`` through schedules) and the compact box searched by the MLE.  This module knows
-nothing of PyMC; loading a spec (:mod:`bayescmoe.model.spec_parse`) never executes code.
+nothing of PyMC; loading a spec (:func:`load_spec`, validated by :mod:`bayescmoe.model.spec_parse`) never
+executes code.  The parts of a spec live in :mod:`bayescmoe.model.spec_parts`; the parser imports them, and this
+module imports the parser (one direction, no cycle).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from bayescmoe.exceptions import SpecError
 from bayescmoe.model.layout import Layout
+from bayescmoe.model.spec_parse import Table, parse_bounds, spec_fields
+from bayescmoe.model.spec_parts import (
+    DEFAULT_BOUNDS,
+    LOSSES,
+    Covariates,
+    Gating,
+    Pretrained,
+    Prompt,
+    Schedule,
+)
 
 __all__ = [
     "Spec",
@@ -35,101 +50,6 @@ __all__ = [
     "DEFAULT_BOUNDS",
     "LOSSES",
 ]
-
-Gating = Literal["softmax", "constant"]
-#: The box searched by the MLE when a spec's ``[bounds]`` leaves a parameter out.
-DEFAULT_BOUNDS: Mapping[str, tuple[float, float]] = MappingProxyType(
-    {
-        "beta": (-10.0, 10.0),
-        "tau": (-10.0, 10.0),
-        "eta": (-10.0, 10.0),
-        "b": (-10.0, 10.0),
-        "nu": (1e-3, 100.0),
-        "lam": (1e-3, 0.999),
-    }
-)
-#: The losses of MODEL.md section 3, by the names used in tables, stores and [paper] rates.
-LOSSES = ("beta", "tau", "exp_tau", "lam", "eta", "b", "nu", "density")
-
-
-@dataclass(frozen=True)
-class Pretrained:
-    """The frozen pre-trained expert ``f0(y | m0(x), s0)``: all known.
-
-    ``m0(x) = phi0(eta0 . x + b0)`` (``expert``, ``eta``, ``intercept``), or, with ``expert = None``
-    (``mean = "data"``), one value per observation given with the data: a real model's predictions.
-    ``scale`` is one number, or ``None`` (``scale = "data"``): one value per observation.
-    """
-
-    family: str
-    expert: str | None
-    eta: tuple[float, ...] | None
-    intercept: float = 0.0
-    scale: float | None = 1.0
-    df: float | None = None
-
-    @property
-    def mean_from_data(self) -> bool:
-        return self.expert is None
-
-    @property
-    def scale_from_data(self) -> bool:
-        return self.scale is None
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.mean_from_data:
-            out: dict[str, Any] = {"family": self.family, "mean": "data"}
-        else:
-            out = {"family": self.family, "expert": self.expert, "eta": list(self.eta), "intercept": self.intercept}
-        out["scale"] = "data" if self.scale_from_data else self.scale
-        return out | ({"df": self.df} if self.df is not None else {})
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A trainable Gaussian prompt's mean function and whether it has an intercept ``b``."""
-
-    expert: str
-    intercept: bool = False
-
-
-@dataclass(frozen=True)
-class Covariates:
-    """How :func:`bayescmoe.model.simulate` draws X: uniform on ``[low, high]^d`` or standard normal."""
-
-    distribution: str = "uniform"
-    low: float = -1.0
-    high: float = 1.0
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A true parameter of one prompt that moves with ``n``.
-
-    ``merge``: ``eta*(n) = eta0 + c n^-kappa u`` or ``nu*(n) = s0 + c n^-kappa``;
-    ``vanish``: ``lam*(n) = c n^-kappa`` (constant gating), or the softmax gate at x = 0,
-    ``sigmoid(tau*(n)) = c n^-kappa`` (so that with ``beta* = 0`` it matches a constant ``lam*``).
-    ``prompt`` is 1-based (MODEL.md section 8).
-    """
-
-    parameter: str
-    form: str
-    c: float
-    kappa: float
-    direction: tuple[float, ...] | None = None  # as written in the spec; see unit_direction
-    prompt: int = 1
-
-    @property
-    def unit_direction(self) -> np.ndarray:
-        """``u``: the direction normalised to unit length (``eta`` schedules only)."""
-        u = np.array(self.direction)
-        return u / np.linalg.norm(u)
-
-    def to_dict(self, multi: bool) -> dict[str, Any]:
-        out = {"parameter": self.parameter, "form": self.form, "c": self.c, "kappa": self.kappa}
-        if self.direction is not None:
-            out["direction"] = list(self.direction)
-        return out | ({"prompt": self.prompt} if multi else {})
 
 
 @dataclass(frozen=True)
@@ -235,8 +155,6 @@ class Spec:
         """Prompt ``k`` (0-based) alone with the frozen expert, as a one-prompt spec (section 1) at the truth
         at n = 1000 (schedules applied, then dropped): the setting in which Definition 1 and the local
         theory of one prompt apply to it."""
-        from bayescmoe.model.spec_parse import spec_from_dict
-
         if self.pretrained is None or self.pretrained.mean_from_data:
             raise SpecError(f"{self.name}: a one-prompt view needs a frozen expert whose mean is a formula")
         truth, prompt = self.truth_at(1000), self.prompts[k]
@@ -294,8 +212,6 @@ class Spec:
 
     def with_bounds(self, bounds: Mapping[str, Any] | None) -> Spec:
         """A copy of the spec whose box is ``bounds`` (a dict of ``[low, high]``) over the spec's own."""
-        from bayescmoe.model.spec_parse import Table, parse_bounds
-
         if not bounds:
             return self
         pairs = lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v  # noqa: E731
@@ -387,4 +303,66 @@ def _plain(value: Any) -> Any:
     return value
 
 
-from bayescmoe.model.spec_parse import list_specs, load_spec, spec_from_dict  # noqa: E402 - needs the classes above
+def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", default_name: str = "custom") -> Spec:
+    """Validate a parsed TOML document (a dict in the layout of MODEL.md sections 2 and 8)."""
+    return Spec(**spec_fields(data, source=source, default_name=default_name))
+
+
+# ---------------------------------------------------------------------------------------
+# finding specs
+
+
+def _models_dir():
+    return resources.files("bayescmoe.models")
+
+
+def list_specs() -> list[str]:
+    """Names of the specs shipped in ``models/``.
+
+    >>> "softmax_distinguishable" in list_specs()
+    True
+    """
+    return sorted(p.name[:-5] for p in _models_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_spec(spec: str | Path | Spec) -> Spec:
+    """Load a spec by name (from ``models/``) or from a TOML file path, and validate it.
+
+    Parameters
+    ----------
+    spec : str, Path or Spec
+        A name such as ``"softmax_distinguishable"``, a path to a ``.toml`` file, or
+        an already loaded :class:`Spec` (returned as is).
+
+    Raises
+    ------
+    SpecError
+        If the file cannot be found or read, is not valid TOML, or breaks the contract;
+        the message names the file, the key and the allowed values.
+    """
+    if isinstance(spec, Spec):
+        return spec
+    text = str(spec)
+    as_path = Path(text)
+    if isinstance(spec, Path) or text.endswith(".toml") or "/" in text or as_path.exists():
+        if not as_path.is_file():
+            raise SpecError(
+                f"no spec file at {text!r}; give a path to a .toml file or one of: {', '.join(list_specs())}"
+            )
+        try:
+            content = as_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise SpecError(f"cannot read spec file {text!r}: {err}") from None
+        source, stem = text, as_path.stem
+    else:
+        entry = _models_dir() / f"{text}.toml"
+        if not entry.is_file():
+            raise SpecError(
+                f"unknown spec {text!r}; choose one of {', '.join(list_specs())} or give a path to a .toml file"
+            )
+        content, source, stem = entry.read_text(encoding="utf-8"), f"models/{text}.toml", text
+    try:
+        data = tomllib.loads(content)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{source}: malformed TOML: {err}") from None
+    return spec_from_dict(data, source=source, default_name=stem)

@@ -7,10 +7,7 @@ allowed values.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -19,9 +16,10 @@ import numpy as np
 from bayescmoe.exceptions import SpecError
 from bayescmoe.model.experts import EXPERTS
 from bayescmoe.model.families import FAMILIES
-from bayescmoe.model.spec import DEFAULT_BOUNDS, LOSSES, Covariates, Pretrained, Prompt, Schedule, Spec
+from bayescmoe.model.spec_parts import DEFAULT_BOUNDS, LOSSES, Covariates, Pretrained, Prompt, Schedule
 
-__all__ = ["load_spec", "list_specs", "spec_from_dict"]
+#: Internal: the public doors are bayescmoe.model.spec.load_spec and spec_from_dict, which build the Spec.
+__all__: list[str] = []
 
 GATINGS = ("constant", "softmax")
 DISTRIBUTIONS = ("normal", "uniform")
@@ -108,8 +106,9 @@ _TOP = (
 )  # fmt: skip
 
 
-def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", default_name: str = "custom") -> Spec:
-    """Validate a parsed TOML document (a dict in the layout of MODEL.md sections 2 and 8)."""
+def spec_fields(data: Mapping[str, Any], source: str = "<dict>", default_name: str = "custom") -> dict[str, Any]:
+    """Validate a parsed TOML document (a dict in the layout of MODEL.md sections 2 and 8): the keyword
+    arguments of :class:`~bayescmoe.model.spec.Spec` (:func:`~bayescmoe.model.spec.spec_from_dict` builds it)."""
     top = Table(source, "", dict(data), _TOP)
     dim = top.get("dim")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -120,7 +119,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>", default_name
     schedules = _schedules(top, dim, gating, pretrained, len(prompts), multi)
     bounds = parse_bounds(top, gating, prompts)
     truth = _truth(top, dim, gating, prompts, pretrained, schedules, bounds, multi)
-    return Spec(
+    return dict(
         name=top.string("name", default_name),
         description=top.string("description", ""),
         dim=dim,
@@ -362,63 +361,3 @@ def _row(t: Table, key: str, value: Any, length: int, what: str = "covariate") -
     if not isinstance(value, list) or len(value) != length:
         raise t.fail(key, f"must be a list of {length} numbers (one per {what}), got {value!r}")
     return [_number(t, key, v, None, None, True, True) for v in value]
-
-
-# ---------------------------------------------------------------------------------------
-# finding specs
-
-
-def _models_dir():
-    return resources.files("bayescmoe.models")
-
-
-def list_specs() -> list[str]:
-    """Names of the specs shipped in ``models/``.
-
-    >>> "softmax_distinguishable" in list_specs()
-    True
-    """
-    return sorted(p.name[:-5] for p in _models_dir().iterdir() if p.name.endswith(".toml"))
-
-
-def load_spec(spec: str | Path | Spec) -> Spec:
-    """Load a spec by name (from ``models/``) or from a TOML file path, and validate it.
-
-    Parameters
-    ----------
-    spec : str, Path or Spec
-        A name such as ``"softmax_distinguishable"``, a path to a ``.toml`` file, or
-        an already loaded :class:`Spec` (returned as is).
-
-    Raises
-    ------
-    SpecError
-        If the file cannot be found or read, is not valid TOML, or breaks the contract;
-        the message names the file, the key and the allowed values.
-    """
-    if isinstance(spec, Spec):
-        return spec
-    text = str(spec)
-    as_path = Path(text)
-    if isinstance(spec, Path) or text.endswith(".toml") or "/" in text or as_path.exists():
-        if not as_path.is_file():
-            raise SpecError(
-                f"no spec file at {text!r}; give a path to a .toml file or one of: {', '.join(list_specs())}"
-            )
-        try:
-            content = as_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise SpecError(f"cannot read spec file {text!r}: {err}") from None
-        source, stem = text, as_path.stem
-    else:
-        entry = _models_dir() / f"{text}.toml"
-        if not entry.is_file():
-            raise SpecError(
-                f"unknown spec {text!r}; choose one of {', '.join(list_specs())} or give a path to a .toml file"
-            )
-        content, source, stem = entry.read_text(encoding="utf-8"), f"models/{text}.toml", text
-    try:
-        data = tomllib.loads(content)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{source}: malformed TOML: {err}") from None
-    return spec_from_dict(data, source=source, default_name=stem)
