@@ -72,8 +72,8 @@ from bayescmoe.model.data import (
 )
 from bayescmoe.model.experts import EXPERTS, Expert, get_expert
 from bayescmoe.model.families import FAMILIES, Family, get_family, residual_scale
-from bayescmoe.model.kernel import loglik
 from bayescmoe.model.labels import canonical, relabel
+from bayescmoe.model.likelihood import loglik
 from bayescmoe.model.priors import WEAK_PRIORS, Prior, free_shape, resolve_priors
 from bayescmoe.model.simulate import (
     draw_covariates,

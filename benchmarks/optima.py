@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 from optima_data import CELLS, SPLITS, load, load_split  # noqa: E402
 
 import bayescmoe as bc  # noqa: E402
-from bayescmoe import mle  # noqa: E402
+from bayescmoe.fit import mle  # noqa: E402
 from bayescmoe.fit.optimize import newton_box, newton_box_many  # noqa: E402
 
 OUT = HERE / "results" / "optima" / "optima.json"

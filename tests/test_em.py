@@ -5,7 +5,7 @@ import pytest
 
 import bayescmoe as bc
 from bayescmoe.fit.em import _EM
-from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.likelihood import Likelihood
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 import bayescmoe as bc
-from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.likelihood import Likelihood
 
 from helpers import make_multi_spec
 from reference import mixture_loglik

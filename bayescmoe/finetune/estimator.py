@@ -30,7 +30,7 @@ from bayescmoe.fit.results import FitResult
 from bayescmoe.model.data import check_covariates, check_data, check_f0, check_response
 from bayescmoe.model.experts import EXPERTS, get_expert
 from bayescmoe.model.families import get_family, residual_scale
-from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.likelihood import Likelihood
 from bayescmoe.model.simulate import gate_probability, mixture_weights, prompt_means
 from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 

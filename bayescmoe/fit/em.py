@@ -34,7 +34,8 @@ from bayescmoe.fit.mle import Init, _best, _Problem, _result, checked_data, reso
 from bayescmoe.fit.optimize import OptimizeResult, Status
 from bayescmoe.fit.results import FitResult
 from bayescmoe.model.experts import get_expert
-from bayescmoe.model.kernel import Likelihood, channels, structure
+from bayescmoe.model.kernel import structure
+from bayescmoe.model.likelihood import Likelihood, channels
 from bayescmoe.model.spec import Spec, load_spec
 
 __all__ = ["fit_em"]

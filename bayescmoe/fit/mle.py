@@ -35,8 +35,8 @@ from bayescmoe.fit.results import FitResult
 from bayescmoe.fit.starts import nested_starts, partition_starts, split_merge_starts, split_starts, start_count
 from bayescmoe.model.data import check_data, check_f0
 from bayescmoe.model.experts import get_expert
-from bayescmoe.model.kernel import Likelihood
 from bayescmoe.model.labels import canonical
+from bayescmoe.model.likelihood import Likelihood
 from bayescmoe.model.priors import free_shape, resolve_priors
 from bayescmoe.model.simulate import mixture_weights, prompt_means
 from bayescmoe.model.spec import Spec, load_spec

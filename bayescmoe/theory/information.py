@@ -16,7 +16,7 @@ import numpy as np
 
 from bayescmoe.model.experts import get_expert
 from bayescmoe.model.families import get_family
-from bayescmoe.model.kernel import Likelihood
+from bayescmoe.model.likelihood import Likelihood
 from bayescmoe.model.simulate import draw_covariates, gate_probability, simulate_at
 from bayescmoe.model.spec import Spec, load_spec
 
