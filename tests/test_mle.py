@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize, stats
 
 import bayescmoe as bc
-from bayescmoe.fit.mle import dominating_rows
+from bayescmoe.fit.spikes import dominating_rows
 
 from reference import mixture_loglik
 

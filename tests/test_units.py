@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 import bayescmoe as bc
+from bayescmoe.fit.spikes import degenerate_prompts
 
 from reference import mixture_loglik
 
@@ -178,7 +179,7 @@ def test_a_prompt_on_a_few_rows_is_degenerate():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est = bc.ContaminatedMoE(prompts=3, random_state=0).fit(X, y)
-    found = bc.mle.degenerate_prompts(est.fit_.standard.spec, est._likelihood(X, y, None, None),
+    found = degenerate_prompts(est.fit_.standard.spec, est._likelihood(X, y, None, None),
                                       est.fit_.standard.theta, est._likelihood(X, y, None, None).loglik_rows(
                                           est.fit_.standard.theta))  # fmt: skip
     texts = [str(w.message) for w in caught if w.category is bc.DegenerateWarning]

@@ -30,9 +30,12 @@ import numpy as np
 from scipy import optimize, special
 
 from bayescmoe.exceptions import FitError
-from bayescmoe.fit.mle import Init, _best, _Problem, _result, checked_data, resolve_starts, single_threaded_blas
+from bayescmoe.fit.multistart import Init, resolve_starts
 from bayescmoe.fit.optimize import OptimizeResult, Status
+from bayescmoe.fit.optimum import _result
+from bayescmoe.fit.problem import _Problem, checked_data, single_threaded_blas
 from bayescmoe.fit.results import FitResult
+from bayescmoe.fit.spikes import _best
 from bayescmoe.model.experts import get_expert
 from bayescmoe.model.kernel import structure
 from bayescmoe.model.likelihood import Likelihood, channels
