@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bayescmoe as bc
-from bayescmoe.cli.main import _print_rate_table
+from bayescmoe.cli.studies import _print_rate_table
 from bayescmoe.studies.rates import RateStudy, Start, empirical_rate, n_grid, rate_table, run_rates
 from bayescmoe.studies.store import Store, StoreError
 
