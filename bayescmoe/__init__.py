@@ -136,7 +136,7 @@ from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger
 from bayescmoe.theory.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.theory.rates import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     # specs and data

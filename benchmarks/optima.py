@@ -259,7 +259,7 @@ TEST_ROWS = 1000
 
 
 def export_tests(rows) -> None:
-    """Small copies of the cells' data and their best known optima, for tests/test_units.py (no R needed)."""
+    """Small copies of the cells' data and their best known optima, for tests/model/test_units.py (no R needed)."""
     cells = []
     for r in sorted(rows, key=lambda r: (r["dataset"], r["kind"], r["K"])):
         if r["n"] > TEST_ROWS:

@@ -26,7 +26,7 @@ CASES = [
     dict(K=3, gating="constant", pretrained=None),
     dict(K=1, gating="softmax", pretrained="normal"),
 ]
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 IDS = [f"K{c['K']}-{c['gating']}-{c['pretrained']}" for c in CASES]
 
 

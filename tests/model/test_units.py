@@ -15,7 +15,7 @@ from bayescmoe.fit.spikes import degenerate_prompts
 
 from reference import mixture_loglik
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 D = 2
 
 
