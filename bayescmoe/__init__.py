@@ -8,32 +8,9 @@ A frozen pre-trained expert ``f0`` mixed with a trainable Gaussian prompt
 
 Everything public is importable from here (MODEL.md section 7): the name of each module's
 ``__all__`` is re-exported below, except those of the internal machinery
-(``bayescmoe.optimize``, ``bayescmoe.studies.executors``) and of the command line.
+(``bayescmoe.fit.optimize``, ``bayescmoe.studies.executors``) and of the command line.
 """
 
-from bayescmoe.adapt import (
-    PromptChoice,
-    PromptOverlap,
-    PromptRow,
-    compare_prompts,
-    frozen_logpdf,
-    predictive_scale,
-    prompt_overlap,
-)
-from bayescmoe.data import (
-    as_array,
-    check_covariates,
-    check_data,
-    check_f0,
-    check_f0_mean,
-    check_response,
-    read_columns,
-    read_csv,
-    take_rows,
-    write_csv,
-)
-from bayescmoe.em import fit_em
-from bayescmoe.estimator import ContaminatedMoE, prompt_experts
 from bayescmoe.exceptions import (
     BayescmoeError,
     BoundaryWarning,
@@ -47,31 +24,58 @@ from bayescmoe.exceptions import (
     ScaleWarning,
     SpecError,
 )
-from bayescmoe.experts import EXPERTS, Expert, get_expert
-from bayescmoe.families import FAMILIES, Family, get_family, residual_scale
-from bayescmoe.identifiability import (
-    DistinguishabilityResult,
-    FisherInformation,
-    StrongIdentifiabilityResult,
-    check_distinguishability,
-    check_strong_identifiability,
-    delta_scan,
-    fisher_information,
-    merge_direction,
-    prompt_at,
-    proposition_1,
+from bayescmoe.finetune.adapt import (
+    PromptChoice,
+    PromptOverlap,
+    PromptRow,
+    compare_prompts,
+    frozen_logpdf,
+    predictive_scale,
+    prompt_overlap,
 )
-from bayescmoe.information import QuadratureDesign, asymptotic_sd, expected_information, predicted_losses
-from bayescmoe.labels import canonical, relabel
-from bayescmoe.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
-from bayescmoe.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
-from bayescmoe.mle import fit_map, fit_mle
-from bayescmoe.model import build_model
-from bayescmoe.objective import loglik
-from bayescmoe.posterior import SAMPLERS, Diagnostics, diagnose, posterior_sd, sample_posterior
-from bayescmoe.priors import WEAK_PRIORS, Prior, free_shape, resolve_priors
-from bayescmoe.results import FitResult
-from bayescmoe.simulate import (
+from bayescmoe.finetune.estimator import ContaminatedMoE, prompt_experts
+from bayescmoe.finetune.study import (
+    AdaptationComparison,
+    AdaptationTask,
+    DiamondsTask,
+    OneThread,
+    adaptation_task,
+    choose_prompts,
+    compare_adaptations,
+    diamonds_task,
+    load_diamonds,
+)
+from bayescmoe.fit.em import fit_em
+from bayescmoe.fit.mle import fit_map, fit_mle
+from bayescmoe.fit.posterior import SAMPLERS, Diagnostics, diagnose, posterior_sd, sample_posterior
+from bayescmoe.fit.results import FitResult
+from bayescmoe.fit.starts import (
+    from_responsibilities,
+    nested_starts,
+    partition_starts,
+    split_merge_starts,
+    split_starts,
+    start_count,
+)
+from bayescmoe.model.build import build_model
+from bayescmoe.model.data import (
+    as_array,
+    check_covariates,
+    check_data,
+    check_f0,
+    check_f0_mean,
+    check_response,
+    read_columns,
+    read_csv,
+    take_rows,
+    write_csv,
+)
+from bayescmoe.model.experts import EXPERTS, Expert, get_expert
+from bayescmoe.model.families import FAMILIES, Family, get_family, residual_scale
+from bayescmoe.model.labels import canonical, relabel
+from bayescmoe.model.likelihood import loglik
+from bayescmoe.model.priors import WEAK_PRIORS, Prior, free_shape, resolve_priors
+from bayescmoe.model.simulate import (
     draw_covariates,
     gate_probability,
     mixture_weights,
@@ -79,7 +83,7 @@ from bayescmoe.simulate import (
     simulate,
     simulate_at,
 )
-from bayescmoe.spec import (
+from bayescmoe.model.spec import (
     DEFAULT_BOUNDS,
     LOSSES,
     Covariates,
@@ -92,26 +96,8 @@ from bayescmoe.spec import (
     load_spec,
     spec_from_dict,
 )
-from bayescmoe.starts import (
-    from_responsibilities,
-    nested_starts,
-    partition_starts,
-    split_merge_starts,
-    split_starts,
-    start_count,
-)
+from bayescmoe.model.units import NU_FLOOR, Units, standard_spec
 from bayescmoe.studies.constant import coupling, gating_comparison
-from bayescmoe.studies.finetune import (
-    AdaptationComparison,
-    AdaptationTask,
-    DiamondsTask,
-    OneThread,
-    adaptation_task,
-    choose_prompts,
-    compare_adaptations,
-    diamonds_task,
-    load_diamonds,
-)
 from bayescmoe.studies.plots import gate_points, plot_gate, plot_study, plot_widening
 from bayescmoe.studies.rates import (
     RateRow,
@@ -133,10 +119,24 @@ from bayescmoe.studies.widening import (
     params_at_delta,
     widening,
 )
-from bayescmoe.theory import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
-from bayescmoe.units import NU_FLOOR, Units, standard_spec
+from bayescmoe.theory.identifiability import (
+    DistinguishabilityResult,
+    FisherInformation,
+    StrongIdentifiabilityResult,
+    check_distinguishability,
+    check_strong_identifiability,
+    delta_scan,
+    fisher_information,
+    merge_direction,
+    prompt_at,
+    proposition_1,
+)
+from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd, expected_information, predicted_losses
+from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
+from bayescmoe.theory.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
+from bayescmoe.theory.rates import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     # specs and data

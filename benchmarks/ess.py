@@ -34,14 +34,14 @@ t0 = time.perf_counter()
 import numpy as np
 import arviz as az
 import bayescmoe as bc
-from bayescmoe.model import build_model
-from bayescmoe.posterior import diagnose
+from bayescmoe.model.build import build_model
+from bayescmoe.fit.posterior import diagnose
 args = json.loads(sys.argv[1])
 spec = bc.load_spec("softmax_distinguishable")
 X, y, _ = bc.simulate(spec, args["n"], seed=args["seed"])
 fit = bc.fit_mle(spec, X, y, seed=args["seed"])
 import pymc as pm
-from bayescmoe.posterior import _sample_nutpie, _sample_pymc, _start
+from bayescmoe.fit.posterior import _sample_nutpie, _sample_pymc, _start
 model = build_model(spec, X, y, priors="weak")
 start = _start(spec, X, y, fit, args["seed"])
 kw = dict(draws=args["draws"], tune=args["tune"], chains=args["chains"], cores=args["cores"], seed=args["seed"],

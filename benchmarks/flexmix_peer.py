@@ -76,7 +76,7 @@ def run_flexmix(X: np.ndarray, y: np.ndarray, nrep: int, seed: int = 1) -> dict:
 
 
 def reference() -> None:
-    """The stored reference of tests/test_prompts.py: a dataset and flexmix's best of 10 starts on it."""
+    """The stored reference of tests/fit/test_prompts.py: a dataset and flexmix's best of 10 starts on it."""
     X, y, _ = bc.simulate(SPEC, 2000, seed=11)
     DATA.mkdir(parents=True, exist_ok=True)
     bc.write_csv(DATA / "flexmix_plain_moe.csv", X, y, ["x1", "x2"])

@@ -7,15 +7,15 @@ natural split), the log-likelihood of
 * the **default** fit: ``bc.ContaminatedMoE(prompts=K)`` (plain) or ``bc.ContaminatedMoE(pretrained=model,
   scale=s, prompts=K)`` (frozen; a HistGradientBoostingRegressor fitted on 80% of the source, its variance the
   mean squared residual on the rest), ``random_state=0``, timed warm (a first fit compiles the kernels);
-* the **best of 500 random starts** (:func:`bayescmoe.mle.random_starts`, in the same standardised units and
+* the **best of 500 random starts** (:func:`bayescmoe.fit.multistart.random_starts`, in the same standardised units and
   box), every one run to convergence (up to 200 projected Newton steps, all starts at once; above 5,000 rows on
   a 5,000-row subsample), the best polished to convergence on all rows until 20 of them are not spikes,
-  and of those the best that is not a spike (:func:`bayescmoe.mle.spikes`, as the estimator chooses; the best spike is recorded beside it);
+  and of those the best that is not a spike (:func:`bayescmoe.fit.spikes.spikes`, as the estimator chooses; the best spike is recorded beside it);
 * **R flexmix**, ``stepFlexmix(nrep = 100)`` with ``FLXMRglm`` + ``FLXPmultinom`` (plain cells; the stored
   results of benchmarks/flexmix_optima.py, 20 starts where the data are large);
 * the largest log-likelihood among **NUTS posterior draws** (2 chains x 500 draws, from the default fit) that
   are inside the constrained space and not spikes (a draw's prompt below the variance floor, or a spike of
-  :func:`bayescmoe.mle.spikes`, is not a candidate for the constrained MLE);
+  :func:`bayescmoe.fit.spikes.spikes`, is not a candidate for the constrained MLE);
 * the default of the code before issue 19 (``--before PATH``: a checkout of it; its time and its optimum).
 
 The gap of the default to the best of them all, absolute and relative, and the times, are written to
@@ -48,8 +48,10 @@ sys.path.insert(0, str(HERE))
 from optima_data import CELLS, SPLITS, load, load_split  # noqa: E402
 
 import bayescmoe as bc  # noqa: E402
-from bayescmoe import mle  # noqa: E402
-from bayescmoe.optimize import newton_box, newton_box_many  # noqa: E402
+from bayescmoe.fit import mle, multistart  # noqa: E402
+from bayescmoe.fit import problem as fit_problem  # noqa: E402
+from bayescmoe.fit import spikes as spike_rules  # noqa: E402
+from bayescmoe.fit.optimize import newton_box, newton_box_many  # noqa: E402
 
 OUT = HERE / "results" / "optima" / "optima.json"
 FLEXMIX = HERE / "results" / "optima" / "flexmix.json"
@@ -104,29 +106,29 @@ def best_of_random(est, X, y, mean0, count=RANDOM_STARTS, seed=1):
     s0 = None
     if standard.pretrained is not None:
         s0 = units.frozen_scale(standard.pretrained.family, np.full(len(y), est.spec_.pretrained.scale))
-    data = mle.Data(Xs, units.response(y), m0, s0)
+    data = fit_problem.Data(Xs, units.response(y), m0, s0)
     rng = np.random.default_rng(seed)
-    starts = np.array(mle.random_starts(standard, data.y, count, rng))
+    starts = np.array(multistart.random_starts(standard, data.y, count, rng))
     lower, upper = standard.bounds_arrays()
     t0 = time.perf_counter()
     level = data.rows(rng.permutation(len(y))[:SUBSAMPLE]) if len(y) > SUBSAMPLE else data
-    problem = mle._Problem(level.likelihood(standard), None)
+    problem = fit_problem._Problem(level.likelihood(standard), None)
     ends, values = [], []
     for i in range(0, count, BATCH):
         Xb, Fb = newton_box_many(problem.fgh_many, problem.f_many, starts[i : i + BATCH], lower, upper, iterations=200)
         ends.append(Xb), values.append(Fb)
     ends, values = np.vstack(ends), np.concatenate(values)
     order = np.argsort(np.where(np.isfinite(values), values, np.inf))
-    full = mle._Problem(data.likelihood(standard), None)
+    full = fit_problem._Problem(data.likelihood(standard), None)
     runs, kept = [], 0
     for i in order:  # polish in order until POLISHED of them are not spikes (the estimator's choice)
         if not np.isfinite(values[i]):
             break
         runs.append(newton_box(full.fgh, full.f, ends[i], lower, upper, maxiter=500))
-        kept += not mle.spikes(standard, full.lik, runs[-1].x)
+        kept += not spike_rules.spikes(standard, full.lik, runs[-1].x)
         if kept >= POLISHED:
             break
-    best, spike = mle._best(runs, standard, full.lik)
+    best, spike = spike_rules._best(runs, standard, full.lik)
     to_user = lambda r: float(units.loglik(-r.fun * len(y), len(y)))  # noqa: E731
     reached = [to_user(r) for r in runs]
     return {"loglik": to_user(best), "seconds": time.perf_counter() - t0,
@@ -148,7 +150,7 @@ def nuts_max(est, X, y, draws):
         best = None
         for i in np.argsort(-totals)[:200]:
             params = model.spec.layout.unpack(thetas[i])
-            if np.all(np.asarray(params["nu"]) >= floor) and not mle.spikes(model.spec, lik, thetas[i]):
+            if np.all(np.asarray(params["nu"]) >= floor) and not spike_rules.spikes(model.spec, lik, thetas[i]):
                 best = float(totals[i])
                 break
     return {"loglik": best, "max_any_draw": float(totals.max()), "seconds": time.perf_counter() - t0, "draws": draws}
@@ -257,7 +259,7 @@ TEST_ROWS = 1000
 
 
 def export_tests(rows) -> None:
-    """Small copies of the cells' data and their best known optima, for tests/test_units.py (no R needed)."""
+    """Small copies of the cells' data and their best known optima, for tests/model/test_units.py (no R needed)."""
     cells = []
     for r in sorted(rows, key=lambda r: (r["dataset"], r["kind"], r["K"])):
         if r["n"] > TEST_ROWS:

@@ -35,8 +35,8 @@ def pymc_user_model(spec, X, y):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from bayescmoe.experts import get_expert
-    from bayescmoe.families import get_family
+    from bayescmoe.model.experts import get_expert
+    from bayescmoe.model.families import get_family
 
     pre = spec.pretrained
     with pm.Model(coords={"prompt": list(spec.prompt_names), "covariate": list(spec.covariate_names)}) as model:

@@ -84,8 +84,8 @@ def pymc_user_model(spec, X, y):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from bayescmoe.experts import get_expert
-    from bayescmoe.families import get_family
+    from bayescmoe.model.experts import get_expert
+    from bayescmoe.model.families import get_family
 
     pre = spec.pretrained
     with pm.Model(coords={"covariate": list(spec.covariate_names)}) as model:

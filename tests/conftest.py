@@ -3,7 +3,7 @@
 PyMC compiles models with pytensor's default linker, Numba, whose cold compile
 takes minutes; the tests that compile ``pm.Model`` graphs use the C VM instead,
 unless the caller chose a mode in PYTENSOR_FLAGS.  (The estimators pick their
-own mode, see bayescmoe.objective.compile_mode.)
+own mode, see bayescmoe.model.kernel.compile_mode.)
 """
 
 import os

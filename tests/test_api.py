@@ -6,12 +6,16 @@ import pkgutil
 import bayescmoe as bc
 
 #: Internal machinery, documented as such in the modules' docstrings, and the command line.
-INTERNAL = {"bayescmoe.optimize", "bayescmoe.studies.executors", "bayescmoe.cli"}
+INTERNAL = {"bayescmoe.fit.optimize", "bayescmoe.studies.executors", "bayescmoe.cli"}
+
+
+def internal(name):
+    return name in INTERNAL or name.startswith("bayescmoe.cli.")
 
 
 def public_modules():
     for info in pkgutil.walk_packages(bc.__path__, "bayescmoe."):
-        if info.name not in INTERNAL and not info.ispkg:
+        if not internal(info.name) and not info.ispkg:
             yield importlib.import_module(info.name)
 
 

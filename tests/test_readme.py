@@ -83,7 +83,7 @@ def test_ci_lints_before_the_tests():
 
 
 def test_every_bayescmoe_command_line_parses():
-    """The main job's `bayescmoe reproduce` runs in tests/test_rates.py (its quick scale); the others here."""
+    """The main job's `bayescmoe reproduce` runs in tests/studies/test_rates.py (its quick scale); the others here."""
     from bayescmoe.cli import build_parser
 
     lines = [line for line in command_lines() if line.startswith("bayescmoe ")]

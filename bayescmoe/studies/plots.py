@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bayescmoe.model.proposition import proposition_1
 from bayescmoe.studies.rates import RateRow, RateStudy
 from bayescmoe.studies.widening import PAPER_DELTA_SLOPES
-from bayescmoe.theory import proposition_1
 
 __all__ = ["plot_study", "plot_widening", "plot_gate", "gate_points"]
 

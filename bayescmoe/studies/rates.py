@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError, FitError
-from bayescmoe.information import predicted_losses
-from bayescmoe.losses import evaluate_losses
-from bayescmoe.mle import fit_mle
-from bayescmoe.simulate import simulate
-from bayescmoe.spec import Spec, load_spec, spec_from_dict
+from bayescmoe.fit.mle import fit_mle
+from bayescmoe.model.simulate import simulate
+from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 from bayescmoe.studies.executors import run_tasks
 from bayescmoe.studies.store import Store
-from bayescmoe.theory import theoretical_rates
+from bayescmoe.theory.information import predicted_losses
+from bayescmoe.theory.losses import evaluate_losses
+from bayescmoe.theory.rates import theoretical_rates
 
 __all__ = ["Start", "RateRow", "RateStudy", "run_rates", "rate_table", "empirical_rate", "n_grid", "schedule_variant"]
 
@@ -327,7 +327,7 @@ def rate_table(
     ``n0`` is the lower cut-off of the fitted range; ``cutoffs`` (default: the grid's sizes
     leaving at least three) are reported in ``by_n0`` to show how each slope moves with n0.
     ``local=True`` adds the slope predicted by the expected Fisher information at the truth
-    along the grid (:func:`bayescmoe.information.predicted_losses` with ``local_mc`` simulated
+    along the grid (:func:`bayescmoe.theory.information.predicted_losses` with ``local_mc`` simulated
     observations per point; a few seconds per study).
     """
     theory = theoretical_rates(study.spec)

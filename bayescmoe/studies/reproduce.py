@@ -6,7 +6,7 @@ and ``constant`` (arXiv 2410.12258: its three experiments, prompt vanishing, pro
 identical and with different expert structures, and a softmax-gated setting matched to the
 vanishing one on the same data).  ``quick`` runs a group in 2 to 4 minutes on 2 cores;
 ``paper`` uses the literature's scale (40 replications, 50 sample sizes in 1e3..1e5), and for the least
-favourable sequences of the merging settings (``*_lf``, :mod:`bayescmoe.minimax`) 25 sizes in 1e3..1e6.
+favourable sequences of the merging settings (``*_lf``, :mod:`bayescmoe.theory.minimax`) 25 sizes in 1e3..1e6.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ SETTINGS = (
     "softmax_nu_merging",
     "softmax_nu_merging_lf",
 )
-#: Each merging setting beside its sequence at the least favourable truth (bayescmoe.minimax).
+#: Each merging setting beside its sequence at the least favourable truth (bayescmoe.theory.minimax).
 LEAST_FAVOURABLE = {"softmax_eta_merging": "softmax_eta_merging_lf", "softmax_nu_merging": "softmax_nu_merging_lf"}
 CONSTANT_SETTINGS = (
     "constant_studentt_linear",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.spec import Spec
+from bayescmoe.model.spec import Spec
 
 __all__ = ["Store", "StoreError"]
 

@@ -16,7 +16,7 @@ three predictions:
   non-distinguishable family (section 4 with ``Delta ~ n^-kappa``), and no dependence on Delta in
   a distinguishable one (Proposition 1); no prediction where Proposition 1 does not decide;
 * the local asymptotic SD ``sqrt(diag I(theta*)^-1 / n)`` from the Fisher information at the
-  truth (:func:`bayescmoe.identifiability.fisher_information`);
+  truth (:func:`bayescmoe.theory.identifiability.fisher_information`);
 * the MLE's standard errors (observed information; NaN for an estimate on the box).
 
 Replications are summarised by the geometric mean of their SDs (the mean of log SD): at small
@@ -45,14 +45,16 @@ from typing import Any
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
-from bayescmoe.identifiability import _f0_variance, _summary_sd, fisher_information, merge_direction, prompt_at
-from bayescmoe.mle import fit_mle
-from bayescmoe.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
-from bayescmoe.priors import Prior
-from bayescmoe.simulate import simulate_at
-from bayescmoe.spec import Spec, load_spec, spec_from_dict
+from bayescmoe.fit.mle import fit_mle
+from bayescmoe.fit.posterior import diagnose, posterior_sd, resolve_sampler, sample_posterior
+from bayescmoe.fit.results import _summary_sd
+from bayescmoe.model.priors import Prior
+from bayescmoe.model.proposition import proposition_1
+from bayescmoe.model.simulate import simulate_at
+from bayescmoe.model.spec import Spec, load_spec, spec_from_dict
 from bayescmoe.studies.executors import run_tasks
-from bayescmoe.theory import proposition_1
+from bayescmoe.studies.widening_table import _covers, _geomean, _nanmax, _plain, _slope, _why
+from bayescmoe.theory.identifiability import _f0_variance, fisher_information, merge_direction, prompt_at
 
 __all__ = ["WIDE_PRIORS", "WideningStudy", "counterpart", "params_at_delta", "widening", "PAPER_DELTA_SLOPES"]
 
@@ -317,77 +319,6 @@ class WideningStudy:
                 "slopes_n": self.slopes("n"),
             }
         )
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
-
-
-def _geomean(values) -> float | None:
-    v = np.asarray([a for a in values if a is not None and a > 0], dtype=float)
-    return float(np.exp(np.mean(np.log(v)))) if v.size else None
-
-
-def _nanmax(values) -> float | None:
-    v = [a for a in values if a is not None and np.isfinite(a)]
-    return max(v) if v else None
-
-
-def _covers(lo: float | None, hi: float | None, value: float | None) -> bool | None:
-    """Whether [lo, hi] covers value (up to rounding: a noise-free interval has lo == hi); None if unknown."""
-    if lo is None or hi is None or value is None:
-        return None
-    return lo - 1e-9 <= value <= hi + 1e-9
-
-
-def _slope(x: np.ndarray, values: Sequence[float | None]) -> float | None:
-    v = np.array([np.nan if a is None else a for a in values], dtype=float)
-    ok = np.isfinite(v) & (v > 0)
-    return float(np.polyfit(x[ok], np.log(v[ok]), 1)[0]) if ok.sum() >= 2 else None
-
-
-def _why(row: dict[str, Any]) -> str:
-    """A one-line reading of a slope row: which predictions it meets and, where not, the evidence."""
-    if row["ci"][0] is None:
-        return "one replication per cell: no interval, no verdict"
-    if row["agrees_paper"] and row["agrees_fisher"]:
-        return "agrees with the paper's slope and the local Fisher slope"
-    reasons = []
-    if row["tau_mean_min"] < row["tau_true"] - 2.5:
-        reasons.append(
-            f"the posterior switches the prompt off where Delta is small (posterior mean tau down to "
-            f"{row['tau_mean_min']:.1f} against tau* = {row['tau_true']:g}; {row['mle_at_bound']} MLEs on "
-            "the box): f0 alone explains the data, exp(tau) is pinned near 0 and the prompt's other "
-            "parameters fall back to their prior"
-        )
-    if row["wide_ratio_max"] is not None and row["wide_ratio_max"] > 1.2:
-        reasons.append(f"the prior takes over: SD under wide priors is {row['wide_ratio_max']:.2f}x the weak-prior SD")
-    if row["rhat_max"] is not None and row["rhat_max"] > 1.05:
-        reasons.append(f"chains disagree (R-hat up to {row['rhat_max']:.2f}): the posterior is not one Gaussian bump")
-    if row["paper"] is None:
-        reasons.append("Proposition 1 does not decide distinguishability here: the paper predicts no slope")
-    elif row["fisher"] is not None and not np.isclose(row["fisher"], row["paper"], atol=0.15):
-        reasons.append(
-            f"the local information scales as slope {row['fisher']:+.2f}, not the paper's "
-            f"{row['paper']:+.2f}: the paper's rate is uniform over truths, the local one is at this truth"
-        )
-    if not reasons:
-        reasons.append(
-            "within-replication noise: the bootstrap interval is wide"
-            if row["ci"][1] - row["ci"][0] > 0.5
-            else "the posterior is not yet in its asymptotic regime on this grid"
-        )
-    return "; ".join(reasons)
 
 
 def _settings_key(spec: Spec, families: dict[str, Spec], settings: dict[str, Any], seed: int) -> str:

@@ -22,9 +22,9 @@ import pandas as pd
 from IPython.display import display
 
 import bayescmoe as bc
-from bayescmoe.identifiability import _summary_sd, prompt_at
-from bayescmoe.information import QuadratureDesign, asymptotic_sd, predicted_losses
-from bayescmoe.minimax import DEFAULT_DELTAS, least_favourable
+from bayescmoe.theory.identifiability import _summary_sd, prompt_at
+from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd, predicted_losses
+from bayescmoe.theory.minimax import DEFAULT_DELTAS, least_favourable
 
 SCALE = os.environ.get("BAYESCMOE_NOTEBOOK_SCALE", "full")
 RESULTS = Path(os.environ.get("BAYESCMOE_RESULTS", "../benchmarks/results"))

@@ -173,7 +173,7 @@ sweep"""),
 The local prediction needs no fits: for a grid of constants c, the slope of the predicted mean
 loss along the schedule over n = 1e3..1e5. As c -> 0 the distance is small at every n; this is
 where the minimax exponents (1/4 and 3/8) should appear if the local scaling follows them."""),
-        code("""from bayescmoe.information import predicted_losses
+        code("""from bayescmoe.theory.information import predicted_losses
 
 c_grid = [4.0, 2.0, 1.0, 0.5, 0.25, 0.125] if SCALE == "full" else [4.0, 1.0]
 ns = n_grid(1_000, 100_000, 6)

@@ -1,0 +1,301 @@
+"""The study commands: ``rates``, ``reproduce`` and ``widening``, with the tables they print (rate tables,
+disagreements with the paper, cut-offs, least favourable pairs, the constant-gating analyses, widening).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+from bayescmoe.cli.output import _fmt, _Progress
+
+__all__: list[str] = []
+
+
+def _off_box(r) -> str:
+    """The rate over the sizes where no fit ended on the box, where some did (else blank)."""
+    if not r.n_bound or r.regular_n0 is None or r.regular.get("empirical") is None:
+        return ""
+    return f"{_fmt(r.regular['empirical'])} (n>={r.regular_n0})"
+
+
+def _print_rate_table(rows) -> None:
+    print(
+        f"{'setting':<24} {'parameter':<9} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
+        f"{'off box':>16} {'Fisher':>6} {'fits':>5} {'failed':>6} {'bound':>5}"
+    )
+    for r in rows:
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        ours = _fmt(r.empirical) + ("!" if r.box_dominated else " ")
+        print(
+            f"{r.setting:<24} {r.parameter:<9} {r.theory_text:>6} {r.paper or '-':>10} {ours:>6} "
+            f"{ci:>14} {_off_box(r):>16} {_fmt(r.local):>6} {r.n_fits:>5} {r.n_failed:>6} {r.n_bound:>5}"
+        )
+    starts = sorted({r.start for r in rows})
+    print(
+        "rates r of loss ~ n^-r: least squares on log mean loss over n, bootstrap 95% CI over replications;"
+        f" start: {', '.join(starts)}.\noff box: the same over the sizes from which on no fit ended on the box "
+        "(shown where some did). Fisher: the slope the expected Fisher information at the truth along the grid "
+        "predicts (local asymptotics, MODEL.md section 5); theory: the minimax rate of section 4."
+    )
+    dominated = [r for r in rows if r.box_dominated]
+    if dominated:
+        print(
+            "! decided by estimates on the box: at some n, the fits that ended on the box carry more than half "
+            "of the summed loss (largest share: "
+            + ", ".join(f"{r.setting} {r.parameter} {100 * r.box_share:.0f}%" for r in dominated)
+            + "); read the off-box rate, and the full-grid rate as what a few estimates on the box make of it."
+        )
+    for r in rows:
+        if r.theory is None:
+            print(f"  {r.setting} {r.parameter}: {r.theory_reason}")
+    _print_disagreements(rows)
+
+
+def _print_disagreements(rows) -> None:
+    """Every rate that misses its theory by more than 0.05 (or whose CI misses it), with the evidence:
+    the slope over the region without estimates on the box and over the upper half of the grid (in
+    log n), each beside the slope the local Fisher information predicts over the same range."""
+    missed = [r for r in rows if r.agrees is False]
+    if not missed:
+        return
+    print(
+        "\nwhere ours is not within 0.05 of the theory with its CI covering it, the evidence "
+        "(ours [95% CI] / local Fisher, over n >= n0):"
+    )
+    for r in missed:
+        parts = [f"ours {_fmt(r.empirical)} vs theory {r.theory_text}"]
+        if r.n_bound:
+            parts.append(
+                f"{r.n_bound} fits on the box, none from n = {r.regular_n0} on"
+                if r.regular_n0
+                else f"{r.n_bound} fits on the box"
+            )
+        cuts = [m for m in r.by_n0 if m["empirical"] is not None]
+        if cuts:
+            centre = math.sqrt(cuts[0]["n0"] * r.by_n0[-1]["n0"])
+            middle = min(cuts, key=lambda m: abs(math.log(m["n0"] / centre)))
+            regular = next((m for m in cuts if m["n0"] == r.regular_n0), None)
+            for m in [regular, middle] if regular not in (None, middle) else [middle]:
+                parts.append(
+                    f"n0 = {m['n0']}: {_fmt(m['empirical'])} [{_fmt(m['ci_low'])}, {_fmt(m['ci_high'])}]"
+                    f" / {_fmt(m['local'])}"
+                )
+        print(f"  {r.setting} {r.parameter}: " + "; ".join(parts))
+    print(
+        "  (theory: minimax exponents, worst cases over classes of truths; local Fisher: the asymptotics at "
+        "this sequence of truths; notebooks/02_nondistinguishable_rates.ipynb varies n0 and c)"
+    )
+
+
+def _print_cutoffs(rows) -> None:
+    print("\nhow each slope moves with the lower cut-off n0 (rate [95% CI] over n >= n0):")
+    for r in rows:
+        moves = "  ".join(f"{m['n0']}: {_fmt(m['empirical'])}" for m in r.by_n0)
+        print(f"  {r.setting} {r.parameter:<8} {moves}")
+
+
+def cmd_rates(args) -> int:
+    from bayescmoe.studies.rates import Start, n_grid, rate_table, run_rates
+
+    bar = _Progress(not args.json)
+    study = run_rates(
+        args.spec,
+        n_grid(args.n_min, args.n_max, args.num_n),
+        args.reps,
+        seed=args.seed,
+        start=Start(args.init),
+        store=args.store,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=lambda d, t: bar(args.spec, d, t),
+    )
+    table = rate_table(study, n0=args.n0, local=True)
+    if args.plots:
+        from bayescmoe.studies.plots import plot_study
+
+        plot_study(study, table, args.plots)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in table], indent=2))
+    else:
+        _print_rate_table(table)
+        _print_cutoffs(table)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from pathlib import Path
+
+    from bayescmoe.studies.plots import plot_study
+    from bayescmoe.studies.reproduce import reproduce
+
+    scale = "paper" if args.paper else "quick"
+    group = "constant" if args.constant else "softmax"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / (f"store-{scale}.sqlite" if group == "softmax" else f"store-{group}-{scale}.sqlite")
+    results = reproduce(
+        scale, store, group=group, workers=args.workers, scheduler=args.scheduler, progress=_Progress(not args.json)
+    )
+    rows = [row for _, table in results for row in table]
+    for study, table in results:
+        plot_study(study, table, out)
+    extra = _constant_analyses(results) if group == "constant" else {}
+    if args.json:
+        print(
+            json.dumps(
+                {"rates": [r.to_dict() for r in rows], **extra} if extra else [r.to_dict() for r in rows], indent=2
+            )
+        )
+    else:
+        _print_rate_table(rows)
+        _print_least_favourable_pairs(rows, args.paper)
+        if extra:
+            _print_constant_analyses(extra)
+        print(f"\nplots and the store of every fit: {out}/")
+    return 0
+
+
+def _print_least_favourable_pairs(rows, paper: bool) -> None:
+    """Each merging setting's sequence beside the one at its least favourable truth (bayescmoe.theory.minimax)."""
+    from bayescmoe.studies.reproduce import LEAST_FAVOURABLE, PLANS
+
+    by = {(r.setting, r.parameter): r for r in rows}
+    pairs = [(s, lf) for s, lf in LEAST_FAVOURABLE.items() if (s, "eta") in by and (lf, "eta") in by]
+    if not pairs:
+        return
+    print(
+        "\nthe spec's sequence and the least favourable one (the same schedule; beta* ~ 0 from "
+        "`bayescmoe check SPEC --least-favourable`): ours [95% CI] / local Fisher prediction"
+    )
+    print(f"{'setting':<20} {'parameter':<9} {'minimax':>7} {'spec truth':>24} {'least favourable truth':>26}")
+    for spec, lf in pairs:
+        for parameter in ("beta", "exp_tau", "eta", "nu"):
+            a, b = by[(spec, parameter)], by[(lf, parameter)]
+            cells = [
+                f"{_fmt(r.empirical)}{'!' if r.box_dominated else ''} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}] / "
+                f"{_fmt(r.local)}"
+                for r in (a, b)
+            ]
+            print(f"{spec:<20} {parameter:<9} {a.theory_text:>7} {cells[0]:>24} {cells[1]:>26}")
+    scale = "paper" if paper else "quick"
+    grids = {name: PLANS[scale][name] for pair in pairs for name in pair}
+    print(
+        "grids: "
+        + "; ".join(f"{name} n in [{p.n_min:g}, {p.n_max:g}], {p.num} sizes x {p.reps}" for name, p in grids.items())
+        + ". At the paper's constants the distance c n^-1/8 stays above 0.7 (eta) and 0.27 (nu) up to n = 1e6, "
+        "where the local slopes are still pre-asymptotic; notebooks/05_least_favourable.ipynb sweeps c."
+    )
+
+
+def _constant_analyses(results) -> dict:
+    """Softmax against constant gating on the same data, and the b-nu coupling."""
+    from bayescmoe.studies.constant import coupling, gating_comparison
+
+    studies = {study.spec.name: study for study, _ in results}
+    return {
+        "softmax_vs_constant": gating_comparison(
+            studies["softmax_studentt_vanishing"], studies["constant_studentt_vanishing"]
+        ),
+        "coupling": {
+            name: coupling(studies[name])
+            for name in (
+                "constant_gaussian_linear",
+                "constant_gaussian_tanh",
+                "constant_gaussian_linear_merging",
+                "constant_gaussian_tanh_merging",
+                "constant_studentt_linear",
+            )
+        },
+    }
+
+
+def _print_constant_analyses(extra) -> None:
+    print(
+        "\nsoftmax against constant gating on the same datasets (softmax_studentt_vanishing vs "
+        "constant_studentt_vanishing; gate ~ 2 n^-1/4):"
+    )
+    print(
+        f"{'param':<6} {'softmax rate':>22} {'constant rate':>22} {'difference':>22}   loss ratio softmax/constant "
+        "at the smallest and largest n"
+    )
+    for r in extra["softmax_vs_constant"]:
+        first, last = r["ratio_by_n"][0], r["ratio_by_n"][-1]
+        print(
+            f"{r['parameter']:<6} {r['rate_softmax']:6.3f} [{r['ci_softmax'][0]:.3f}, {r['ci_softmax'][1]:.3f}] "
+            f"{r['rate_constant']:6.3f} [{r['ci_constant'][0]:.3f}, {r['ci_constant'][1]:.3f}] "
+            f"{r['rate_difference']:+6.3f} [{r['ci_difference'][0]:+.3f}, {r['ci_difference'][1]:+.3f}]   "
+            f"n={first['n']}: {first['ratio']:.2f} [{first['ci_low']:.2f}, {first['ci_high']:.2f}]; "
+            f"n={last['n']}: {last['ratio']:.2f} [{last['ci_low']:.2f}, {last['ci_high']:.2f}]"
+        )
+    print(
+        "\ncorrelation of (b_hat - b*, nu_hat - nu*) across replications (pooled over n, standardised per n; "
+        "95% Fisher-z CI):"
+    )
+    for name, rows in extra["coupling"].items():
+        pooled = rows[-1] if rows and rows[-1]["n"] is None else None
+        if pooled:
+            print(
+                f"  {name:<34} {pooled['corr']:+.3f} [{pooled['ci_low']:+.3f}, {pooled['ci_high']:+.3f}] "
+                f"over {pooled['fits']} fits"
+            )
+
+
+def _print_widening(study) -> None:
+    slopes_delta = [r for r in study.slopes("delta") if r["fixed"] == study.ns[-1]]
+    slopes_n = [r for r in study.slopes("n") if r["fixed"] in (study.deltas[0], study.deltas[-1])]
+    for title, rows in (
+        (f"log posterior SD against log Delta at n = {study.ns[-1]}", slopes_delta),
+        ("log posterior SD against log n", slopes_n),
+    ):
+        print(f"\n{title} (95% bootstrap CI over replications):")
+        print(
+            f"{'family':<8} {'at':>7} {'param':<8} {'posterior':>9} {'CI':>16} {'paper':>6} {'Fisher':>7} "
+            f"{'MLE SE':>7}  reading"
+        )
+        for r in rows:
+            at = f"n={r['fixed']}" if r["against"] == "delta" else f"D={r['fixed']:g}"
+            ci = "-" if r["ci"][0] is None else f"[{r['ci'][0]:+.2f}, {r['ci'][1]:+.2f}]"
+            print(
+                f"{r['family']:<8} {at:>7} {r['parameter']:<8} {r['posterior']:+9.2f} {ci:>16} {_fmt(r['paper']):>6} "
+                f"{_fmt(r['fisher']):>7} {_fmt(r['mle']):>7}  {r['why']}"
+            )
+
+
+def cmd_widening(args) -> int:
+    from bayescmoe.studies.plots import plot_widening
+    from bayescmoe.studies.widening import widening
+
+    study = widening(
+        args.spec,
+        args.deltas,
+        args.ns,
+        args.reps,
+        counterpart_family=None if args.counterpart == "none" else args.counterpart,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        sampler=args.sampler,
+        sensitivity=not args.no_sensitivity,
+        seed=args.seed,
+        directory=args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=_Progress(not args.json),
+    )
+    if args.json:
+        print(json.dumps(study.to_dict(), indent=2, allow_nan=False))
+    else:
+        _print_widening(study)
+    try:  # after the table: a plotting problem must not hide hours of sampling
+        paths = plot_widening(study, args.out)
+    except Exception as err:
+        warnings.warn(
+            f"the plots were not written ({type(err).__name__}: {err}); the cells are in {args.out}/cells.jsonl",
+            stacklevel=2,
+        )
+        paths = []
+    if not args.json:
+        print(f"\nplots, posteriors and every cell (cells.jsonl, resumable): {args.out}/ ({len(paths)} figures)")
+    return 0
