@@ -328,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of the store and the plots (default bayescmoe-reproduce)",
     )
     _execution_options(p)
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="print the evidence under the headline (every loss with its fits and the box, the cut-offs, the least "
+        "favourable pairs); it is written to OUT/evidence-GROUP-SCALE.txt in any case",
+    )
     p.set_defaults(func=cmd_reproduce)
     return parser
 
