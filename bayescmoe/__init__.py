@@ -135,6 +135,7 @@ from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd, expect
 from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
 from bayescmoe.theory.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.theory.rates import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
+from bayescmoe.theory.voronoi import R_EXPONENT, VoronoiLoss, voronoi_cells, voronoi_loss
 
 __version__ = "0.2.0"
 
@@ -246,6 +247,10 @@ __all__ = [
     "evaluate_losses",
     "hellinger",
     "parameter_losses",
+    "voronoi_loss",
+    "voronoi_cells",
+    "VoronoiLoss",
+    "R_EXPONENT",
     "STRONGLY_IDENTIFIABLE",
     "Rate",
     "theoretical_rates",
