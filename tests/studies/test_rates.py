@@ -247,7 +247,12 @@ def test_reproduce_quick_meets_its_accuracy(tmp_path):
     assert len(list(tmp_path.glob("*_rates.png"))) == 5
 
 
-def test_reproduce_sets_each_merging_sequence_beside_its_least_favourable_one(tmp_path, monkeypatch, capsys):
+def test_reproduce_prints_a_headline_and_keeps_the_evidence_with_each_least_favourable_pair(
+    tmp_path, monkeypatch, capsys
+):
+    """Without --evidence: one line per setting and loss (tau's rate is exp(tau)'s), a legend, and where the
+    evidence went; the evidence file holds the full table (tau and the fit counts) and each merging sequence beside
+    its least favourable one; --evidence on the same store (the fits resume) prints what the file keeps."""
     from bayescmoe.cli import main
     from bayescmoe.studies import reproduce as reproduce_module
     from bayescmoe.studies.reproduce import GROUPS, LEAST_FAVOURABLE, Plan
@@ -256,13 +261,23 @@ def test_reproduce_sets_each_merging_sequence_beside_its_least_favourable_one(tm
     monkeypatch.setitem(reproduce_module.PLANS, "quick", tiny)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = main(["reproduce", "--out", str(tmp_path), "--workers", "1", "--evidence"])
-    assert code == 0
-    text = capsys.readouterr().out
-    assert text.count("the spec's sequence and the least favourable one") == 1
-    evidence = (tmp_path / "evidence-softmax-quick.txt").read_text()
-    assert evidence.rstrip() in text  # --evidence prints what the file keeps
-    block = text[text.index("the spec's sequence and the least favourable one") :]
+        assert main(["reproduce", "--out", str(tmp_path), "--workers", "1"]) == 0
+        lines = capsys.readouterr().out.rstrip().splitlines()
+        assert main(["reproduce", "--out", str(tmp_path), "--workers", "1", "--evidence"]) == 0
+        printed = capsys.readouterr().out
+    assert len(lines) <= 32, len(lines)
+    rows = [line.split() for line in lines[1:] if line.split() and line.split()[0] in GROUPS["softmax"]]
+    assert {(r[0], r[1]) for r in rows} == {
+        (s, p) for s in GROUPS["softmax"] for p in ("beta", "exp_tau", "eta", "nu", "density")
+    }
+    assert "the least favourable one" not in "\n".join(lines)
+    path = tmp_path / "evidence-softmax-quick.txt"
+    assert str(path) in lines[-1]
+    evidence = path.read_text()
+    assert evidence.rstrip() in printed
+    assert any(line.split()[:2] == ["softmax_nu_merging", "tau"] for line in evidence.splitlines() if line.strip())
+    assert "fits failed bound" in evidence
+    block = evidence[evidence.index("the spec's sequence and the least favourable one") :]
     for spec in LEAST_FAVOURABLE:
         for parameter in ("beta", "exp_tau", "eta", "nu"):
             assert any(line.startswith(spec) and f" {parameter} " in line for line in block.splitlines())
@@ -296,28 +311,3 @@ def test_every_named_spec_runs_a_rate_study_with_its_local_prediction(name):
         assert predicted["nu"][0] == pytest.approx(np.sqrt(2 / np.pi * var[name_nu][0]), rel=1e-12)
     else:  # several prompts: the mean norm lies between the RMS-free bounds sqrt(2/pi) max sd and sqrt(sum var)
         assert np.sqrt(2 / np.pi * var[name_nu].max()) <= predicted["nu"][0] <= np.sqrt(var[name_nu].sum()) * 1.01
-
-
-def test_reproduce_prints_a_headline_that_fits_on_one_screen_and_keeps_the_evidence(tmp_path, monkeypatch, capsys):
-    """Without --evidence: one line per setting and loss (tau's rate is exp(tau)'s), a legend, and where the
-    evidence went; the evidence file holds the full table with every loss, tau included, and the fit counts."""
-    from bayescmoe.cli import main
-    from bayescmoe.studies import reproduce as reproduce_module
-    from bayescmoe.studies.reproduce import GROUPS, Plan
-
-    tiny = {name: Plan(2000, 4000, 2, 3) for name in GROUPS["softmax"]}
-    monkeypatch.setitem(reproduce_module.PLANS, "quick", tiny)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert main(["reproduce", "--out", str(tmp_path), "--workers", "1"]) == 0
-    lines = capsys.readouterr().out.rstrip().splitlines()
-    assert len(lines) <= 32, len(lines)
-    rows = [line.split() for line in lines[1:] if line.split() and line.split()[0] in GROUPS["softmax"]]
-    assert {(r[0], r[1]) for r in rows} == {
-        (s, p) for s in GROUPS["softmax"] for p in ("beta", "exp_tau", "eta", "nu", "density")
-    }
-    assert "the least favourable one" not in "\n".join(lines)
-    evidence = (tmp_path / "evidence-softmax-quick.txt").read_text()
-    assert str(tmp_path / "evidence-softmax-quick.txt") in lines[-1]
-    assert any(line.split()[:2] == ["softmax_nu_merging", "tau"] for line in evidence.splitlines() if line.strip())
-    assert "the spec's sequence and the least favourable one" in evidence and "fits failed bound" in evidence
