@@ -127,15 +127,16 @@ def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> Voronoi
         gate_true = np.column_stack([true["beta"], true["tau"]])
         candidates = [np.zeros(d + 1)] + [gate[k] - gate_true[j] for k in range(K) for j in range(K_true)]
         value = lambda s: _loss(_shifted(fit, s), true)[0]  # noqa: E731
-        ranked = sorted(candidates, key=lambda s: np.inf if np.isnan(value(s)) else value(s))
-        best, best_value = ranked[0], value(ranked[0])
-        for start in ranked[:3]:
+        scored = sorted(((np.inf if np.isnan(v) else v, i) for i, v in enumerate(map(value, candidates))))
+        best_value, best = scored[0][0], candidates[scored[0][1]]
+        for _, i in scored[:3]:
+            start = candidates[i]
             found = minimize(value, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14})
             if found.fun < best_value:
                 best, best_value = found.x, found.fun
         t = np.asarray(best, float)
-    loss, cells, unscored = _loss(_shifted(fit, t), true)
     shifted = _shifted(fit, t)
+    loss, cells, unscored = _loss(shifted, true)
     return VoronoiLoss(
         loss=loss,
         cells=tuple(cells),
