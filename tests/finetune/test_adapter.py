@@ -287,6 +287,7 @@ def _write(path, X, y, mean):
     bc.write_csv(path, X, y, ["x1", "x2"], extra={"prediction": mean})
 
 
+@pytest.mark.slow
 def test_cli_prompts_json_and_errors(data, tmp_path):
     frozen, X, y = data
     path = tmp_path / "target.csv"

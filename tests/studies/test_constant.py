@@ -95,6 +95,7 @@ def test_constant_group_lists_the_seed_experiments_and_variants():
         reproduce("quick", group="heat")
 
 
+@pytest.mark.slow
 def test_reproduce_constant_cli_at_a_tiny_scale(tmp_path, monkeypatch, capsys):
     tiny = {name: Plan(300, 600, 2, 4) for group in GROUPS.values() for name in group}
     monkeypatch.setitem(reproduce_module.PLANS, "quick", tiny)

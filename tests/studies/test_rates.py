@@ -113,6 +113,7 @@ def test_resume_after_an_interruption_gives_the_same_table(tmp_path):
     assert [r.to_dict() for r in resumed] == [r.to_dict() for r in whole]
 
 
+@pytest.mark.slow
 def test_workers_and_dask_give_the_same_fits(tmp_path):
     from distributed import LocalCluster
 
@@ -186,6 +187,7 @@ def test_store_rejects_a_file_that_is_not_sqlite(tmp_path):
         Store(bad)
 
 
+@pytest.mark.slow
 def test_rates_cli_json_and_errors(tmp_path):
     base = [
         sys.executable,
@@ -247,6 +249,7 @@ def test_reproduce_quick_meets_its_accuracy(tmp_path):
     assert len(list(tmp_path.glob("*_rates.png"))) == 5
 
 
+@pytest.mark.slow
 def test_reproduce_prints_a_headline_and_keeps_the_evidence_with_each_least_favourable_pair(
     tmp_path, monkeypatch, capsys
 ):

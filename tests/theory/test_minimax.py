@@ -113,6 +113,7 @@ def test_quadrature_information_agrees_with_monte_carlo():
     np.testing.assert_allclose(np.sqrt(np.diag(np.linalg.inv(quad))), np.sqrt(np.diag(np.linalg.inv(mc))), rtol=0.05)
 
 
+@pytest.mark.slow
 def test_check_least_favourable_json(tmp_path):
     path = tmp_path / "merging_d2.toml"
     path.write_text(
