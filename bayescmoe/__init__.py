@@ -119,6 +119,7 @@ from bayescmoe.studies.widening import (
     params_at_delta,
     widening,
 )
+from bayescmoe.theory.dendrogram import Dendrogram, Level, dissimilarity, merge_atoms, select_prompts
 from bayescmoe.theory.identifiability import (
     DistinguishabilityResult,
     FisherInformation,
@@ -132,10 +133,10 @@ from bayescmoe.theory.identifiability import (
     proposition_1,
 )
 from bayescmoe.theory.information import QuadratureDesign, asymptotic_sd, expected_information, predicted_losses
-from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses
+from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger, parameter_losses, voronoi_losses
 from bayescmoe.theory.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.theory.rates import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
-from bayescmoe.theory.voronoi import R_EXPONENT, VoronoiLoss, voronoi_cells, voronoi_loss
+from bayescmoe.theory.voronoi import CELL_POWER, R_EXPONENT, VoronoiLoss, cell_errors, voronoi_cells, voronoi_loss
 
 __version__ = "0.2.0"
 
@@ -248,6 +249,14 @@ __all__ = [
     "hellinger",
     "parameter_losses",
     "voronoi_loss",
+    "select_prompts",
+    "Dendrogram",
+    "Level",
+    "dissimilarity",
+    "merge_atoms",
+    "CELL_POWER",
+    "cell_errors",
+    "voronoi_losses",
     "voronoi_cells",
     "VoronoiLoss",
     "R_EXPONENT",

@@ -25,7 +25,16 @@ from bayescmoe.exceptions import (
     OutlierWarning,
     ScaleWarning,
 )
-from bayescmoe.fit.multistart import POLISH, Init, _coarse_to_fine, _given_start, _screen, _split_merge, resolve_starts
+from bayescmoe.fit.multistart import (
+    POLISH,
+    Init,
+    _coarse_to_fine,
+    _given_start,
+    _screen,
+    _split_merge,
+    resolve_starts,
+    true_start,
+)
 from bayescmoe.fit.optimum import _result
 from bayescmoe.fit.problem import (
     Data,
@@ -277,7 +286,7 @@ def _fit_in_data_units(spec: Spec, X, y, options: _Options, f0_mean, f0_scale) -
     if isinstance(init, Mapping):
         init = to_standard(init)
     elif isinstance(init, str) and init == "truth":
-        init = to_standard(spec.truth_at(len(data.y)))
+        init = to_standard(true_start(spec, len(data.y)))
     options = replace(options, init=init, starts=tuple(to_standard(s) for s in options.starts))
     fit = _fit_data(standard, inside, options)
     return in_user_units(fit, spec, units)

@@ -70,12 +70,22 @@ def _given_start(spec: Spec, params: Mapping[str, Any], what: str) -> np.ndarray
     return theta
 
 
+def true_start(spec: Spec, n: int) -> dict:
+    """The truth at ``n`` as a start; an over-specified spec (K* < K) has no K-prompt truth to start from."""
+    if spec.overfit:
+        raise FitError(
+            f"{spec.name} is over-specified (a {spec.K_true}-prompt truth, {spec.K} prompts fitted): there is no "
+            "K-prompt truth to start from; use init='multistart'"
+        )
+    return spec.truth_at(n)
+
+
 def resolve_starts(spec: Spec, data: Data, init: Init, n_starts: int | None, rng) -> tuple[list[np.ndarray], str]:
     """The starting points that ``init`` asks for, checked against the box, and their label."""
     if isinstance(init, Mapping):
         return [_given_start(spec, init, "given")], "given"
     if isinstance(init, str) and init == "truth":
-        return [_given_start(spec, spec.truth_at(len(data.y)), "truth")], "truth"
+        return [_given_start(spec, true_start(spec, len(data.y)), "truth")], "truth"
     if isinstance(init, str) and init == "multistart":
         n_starts = start_count(spec) if n_starts is None else n_starts
         if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 1:

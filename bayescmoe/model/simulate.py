@@ -129,8 +129,8 @@ def simulate(
     ((5, 8), (5,), ['beta', 'eta', 'nu', 'tau'])
     """
     spec = load_spec(spec)
-    truth = spec.truth_at(n)
-    X, y = simulate_at(spec, truth, n, seed, f0_mean=f0_mean, f0_scale=f0_scale)
+    truth = spec.truth_at(n)  # an over-specified spec's truth has K* < K prompts: draw from those
+    X, y = simulate_at(spec.truth_spec(), truth, n, seed, f0_mean=f0_mean, f0_scale=f0_scale)
     return X, y, truth
 
 

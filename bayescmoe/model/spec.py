@@ -85,6 +85,29 @@ class Spec:
         return len(self.prompts)
 
     @property
+    def K_true(self) -> int:
+        """K*, the number of true prompts: K, or fewer in an over-specified spec (MODEL.md section 10)."""
+        if not self.multi:
+            return 1
+        rows = next(np.shape(v) for k, v in self.truth.items() if k != "schedule")
+        return int(rows[0]) if rows else self.K
+
+    @property
+    def overfit(self) -> bool:
+        """Whether the truth has fewer prompts than the model (K* < K): its losses are the Voronoi losses."""
+        return self.K_true < self.K
+
+    def truth_spec(self) -> Spec:
+        """The spec of the truth: ``self``, or for an over-specified spec its first K* prompts (what
+        :func:`~bayescmoe.simulate` draws from).
+
+        >>> spec = load_spec("overfit_moe_k2_on_1")
+        >>> spec.K, spec.K_true, spec.truth_spec().K
+        (2, 1, 1)
+        """
+        return self._first(self.K_true, f"{self.name}[truth]") if self.overfit else self
+
+    @property
     def prompt(self) -> Prompt:
         """The prompt of a one-prompt spec."""
         if self.K != 1:
@@ -135,16 +158,19 @@ class Spec:
         """
         if self.K == 1:
             return None
-        keep = self.K - 1
+        return self._first(self.K - 1, f"{self.name}[K={self.K - 1}]")
+
+    def _first(self, keep: int, name: str) -> Spec:
+        """The spec of the first ``keep`` prompts, written with [[prompts]], the truth cut to as many rows."""
         truth = {}
-        for name, value in self.truth.items():
+        for key, value in self.truth.items():
             rows = np.asarray(value, dtype=float)
-            truth[name] = rows[:keep] if rows.ndim else rows
+            truth[key] = rows[:keep] if rows.ndim else rows
         if "lam" in truth and not self.has_pretrained:
             truth["lam"] = np.r_[1.0 - truth["lam"][1:].sum(), truth["lam"][1:]]
         return replace(
             self,
-            name=f"{self.name}[K={keep}]",
+            name=name,
             prompts=self.prompts[:keep],
             truth=MappingProxyType(truth),
             schedules=tuple(s for s in self.schedules if s.prompt <= keep),

@@ -320,8 +320,9 @@ def _within(t: Table, name: str, value: Any, bounds) -> None:
 
 
 def _truth_per_prompt(t: Table, dim, names, prompts, pre, schedules, bounds) -> dict[str, Any]:
-    """Section 8: one row or entry per prompt; the entries the model fixes are checked, not estimated."""
-    K, out = len(prompts), {}
+    """Section 8: one row or entry per true prompt; the entries the model fixes are checked, not estimated.
+    Section 10: K* rows for the first K* <= K prompts (the truth of an over-specified fit)."""
+    K, out = _true_prompts(t, names, prompts, schedules), {}
     for name in names:
         rows = {s.prompt - 1 for s in schedules if s.parameter == name}  # the schedule defines these
         if not t.has(name) and len(rows) == K:
@@ -329,10 +330,10 @@ def _truth_per_prompt(t: Table, dim, names, prompts, pre, schedules, bounds) -> 
         elif name in ("beta", "eta"):
             raw = t.get(name)
             if not isinstance(raw, list) or len(raw) != K or not all(isinstance(r, list) for r in raw):
-                raise t.fail(name, f"must be a list of {K} rows (one per prompt) of {dim} numbers, got {raw!r}")
+                raise t.fail(name, f"must be a list of {K} rows (one per true prompt) of {dim} numbers, got {raw!r}")
             value = np.array([_row(t, name, r, dim) for r in raw])
         else:
-            value = np.array(_row(t, name, t.get(name), K, "prompt"))
+            value = np.array(_row(t, name, t.get(name), K, "true prompt, as many as every entry of [truth]"))
         free = np.setdiff1d(np.arange(K), list(rows))
         if name == "nu" and np.any(value[free] <= 0):
             raise t.fail(name, f"must be > 0 (variances), got {value.tolist()}")
@@ -348,13 +349,38 @@ def _truth_per_prompt(t: Table, dim, names, prompts, pre, schedules, bounds) -> 
         if name in ("beta", "tau") and pre is None and np.any(value[0] != 0):
             raise t.fail(name, "must be 0 for prompt 1: without a frozen expert, prompt 1 is the gate's reference")
         if name == "b":
-            no_intercept = [k + 1 for k, p in enumerate(prompts) if not p.intercept and value[k] != 0]
+            no_intercept = [k + 1 for k, p in enumerate(prompts[:K]) if not p.intercept and value[k] != 0]
             if no_intercept:
                 raise t.fail(name, f"must be 0 for prompt {no_intercept[0]}, which has no intercept")
         check = value[free] if name != "lam" or pre is not None else value[1:][np.isin(np.arange(1, K), free)]
         _within(t, name, check, bounds)
         out[name] = tuple(tuple(r) for r in value.tolist()) if value.ndim == 2 else tuple(value.tolist())
     return out
+
+
+def _true_prompts(t: Table, names, prompts, schedules) -> int:
+    """K*: the rows of [truth] (the first entry written decides; the others must agree), 1 <= K* <= K."""
+    K = len(prompts)
+    written = next((name for name in names if t.has(name)), None)
+    raw = t.get(written) if written else None
+    if not isinstance(raw, list) or not raw:
+        return K  # every entry from schedules, or a malformed entry: its own check says what is wrong
+    K_true = len(raw)
+    for name in names:
+        other = t.get(name) if t.has(name) else None
+        if isinstance(other, list) and len(other) != K_true:
+            raise t.fail(name, f"has {len(other)} entries but truth.{written} has {K_true}: every entry of [truth] "
+                         f"needs one per true prompt (K* of them, K* <= K = {K})")  # fmt: skip
+    if K_true > K:
+        raise t.fail(written, f"has {K_true} rows but the spec has {K} [[prompts]]; give one row per true prompt")
+    if K_true < K:
+        late = [s.prompt for s in schedules if s.prompt > K_true]
+        if late:
+            raise t.fail("schedule", f"moves prompt {late[0]}, which the {K_true}-prompt truth does not have")
+        if "lam" in names:
+            raise t.fail(written, f"has {K_true} rows for {K} prompts: an over-specified truth (K* < K, MODEL.md "
+                         "section 10) needs softmax gating; give all K rows or set gating = \"softmax\"")  # fmt: skip
+    return K_true
 
 
 def _row(t: Table, key: str, value: Any, length: int, what: str = "covariate") -> list[float]:

@@ -185,6 +185,11 @@ def run_rates(
             "give it a formula mean (expert, eta) to simulate"
         )
     start = start if isinstance(start, Start) else Start(start)
+    if spec.overfit and start.kind != "multistart":
+        raise BayescmoeError(
+            f"{spec.name} is over-specified (K* = {spec.K_true} < K = {spec.K}): its fits cannot start from the "
+            f"truth; use start='multistart'"
+        )
     if not (isinstance(reps, int) and reps >= 2):
         raise BayescmoeError(f"reps must be an integer >= 2 (slopes need a spread), got {reps!r}")
     ns = sorted({int(n) for n in n_grid})
@@ -335,7 +340,8 @@ def rate_table(
     # the prediction is smooth in n: a dozen points of the grid (and its ends) carry its slopes
     step = max(1, len(study.ns) // LOCAL_POINTS)
     local_ns = np.array(sorted(set(study.ns[::step]) | {study.ns[0], study.ns[-1]}))
-    predicted = predicted_losses(study.spec, local_ns, n_mc=local_mc) if local else {}
+    # the local prediction needs the truth in the fitted model: an over-specified spec has none
+    predicted = predicted_losses(study.spec, local_ns, n_mc=local_mc) if local and not study.spec.overfit else {}
     regular_n0 = regular_cutoff(study.rows)
 
     def local_slope(loss, lower):

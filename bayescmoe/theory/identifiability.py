@@ -160,7 +160,7 @@ def check_distinguishability(
     >>> check_distinguishability("softmax_eta_merging").distinguishable
     False
     """
-    spec = load_spec(spec)
+    spec = load_spec(spec).truth_spec()  # over-specified: the K* true prompts are what can be told apart
     if spec.multi or not spec.has_pretrained:
         return _check_several(spec, n_points, n_random, seed)
     rng = np.random.default_rng(seed)

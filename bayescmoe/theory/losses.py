@@ -26,8 +26,9 @@ from bayescmoe.model.experts import get_expert
 from bayescmoe.model.families import get_family
 from bayescmoe.model.simulate import draw_covariates, gate_probability, mixture_weights, prompt_means
 from bayescmoe.model.spec import Spec
+from bayescmoe.theory.voronoi import voronoi_loss
 
-__all__ = ["parameter_losses", "hellinger", "evaluate_losses", "N_X", "GRID", "WIDTH"]
+__all__ = ["parameter_losses", "hellinger", "evaluate_losses", "voronoi_losses", "N_X", "GRID", "WIDTH"]
 
 #: Covariate rows over which the density loss is averaged.
 N_X = 256
@@ -131,7 +132,7 @@ def _centres(spec: Spec, X: np.ndarray, params: dict[str, Any], truth: dict[str,
         return [get_expert(pre.expert).numpy(centres[0])] + [
             get_expert(spec.prompt.expert).numpy(c) for c in centres[1:]
         ]
-    prompts = [m for p in (params, truth) for m in prompt_means(spec, X, p).T]
+    prompts = [m for s, p in ((spec, params), (spec.truth_spec(), truth)) for m in prompt_means(s, X, p).T]
     if pre is None:
         return [np.mean(prompts, axis=0)] + prompts
     return [get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)] + prompts
@@ -162,7 +163,7 @@ def hellinger(
     halves = [(lo, kink), (kink, hi)]
     grid = np.hstack([(a + b)[:, None] / 2 + (b - a)[:, None] / 2 * nodes for a, b in halves])
     w = np.hstack([(b - a)[:, None] / 2 * weights for a, b in halves])
-    p = _conditional_density(spec, X, truth, grid)
+    p = _conditional_density(spec.truth_spec(), X, truth, grid)  # K* <= K prompts
     q = _conditional_density(spec, X, params, grid)
     h2 = 0.5 * np.sum(w * (np.sqrt(p) - np.sqrt(q)) ** 2, axis=1)
     h = np.sqrt(np.clip(h2, 0.0, None))
@@ -171,7 +172,29 @@ def hellinger(
 
 
 def evaluate_losses(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[str, float]:
-    """Every loss of MODEL.md section 3: parameter losses, ``density`` and its MC s.e. ``density_se``."""
-    out = parameter_losses(spec, params, truth)
+    """Every loss of MODEL.md section 3: parameter losses, ``density`` and its MC s.e. ``density_se``; with
+    several softmax-gated prompts also the Voronoi losses of section 10 (:func:`voronoi_losses`), and for an
+    over-specified spec (K* < K, no matching of prompts) those alone beside the density."""
+    out = {} if spec.overfit else parameter_losses(spec, params, truth)
+    if spec.multi and spec.gating == "softmax":
+        out |= voronoi_losses(spec, params, truth)
     out["density"], out["density_se"] = hellinger(spec, params, truth)
     return out
+
+
+def voronoi_losses(spec: Spec, params: dict[str, Any], truth: dict[str, Any]) -> dict[str, float]:
+    """``voronoi`` (D of section 10), ``weight`` (the cells' total weights against the true ones), the
+    per-parameter errors inside cells of several fitted prompts (``beta_cell``, ``eta_cell``, ``b_cell``,
+    ``nu_cell``) and of one (``beta_single``, ...), ``voronoi_saturated`` (1 where D reached the true total
+    weight, the fit in no cell's neighbourhood), and the counts of ``empty_cells`` and of ``crowded_cells``
+    (more than one fitted prompt).  See :func:`bayescmoe.voronoi_loss`."""
+    r = voronoi_loss(spec, params, truth)
+    sizes = [len(cell) for cell in r.cells]
+    return {
+        "voronoi": r.loss,
+        "weight": r.weight,
+        **r.errors,
+        "voronoi_saturated": float(r.saturated),
+        "empty_cells": float(sizes.count(0)),
+        "crowded_cells": float(sum(size > 1 for size in sizes)),
+    }

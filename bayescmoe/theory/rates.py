@@ -31,6 +31,7 @@ import numpy as np
 
 from bayescmoe.model.proposition import proposition_1
 from bayescmoe.model.spec import Spec
+from bayescmoe.theory.voronoi import CELL_POWER, R_EXPONENT
 
 __all__ = ["Rate", "theoretical_rates", "STRONGLY_IDENTIFIABLE"]
 
@@ -82,7 +83,13 @@ def theoretical_rates(spec: Spec) -> dict[str, Rate]:
     params = [p for p in spec.param_names]
     if spec.gating == "softmax":
         params.insert(params.index("tau") + 1, "exp_tau")
-    if spec.K > 1 or not spec.has_pretrained or spec.pretrained.mean_from_data:
+    plain_exact = not spec.has_pretrained and not spec.overfit and _linear(spec)
+    if spec.overfit:
+        out = {}
+    elif plain_exact:
+        why = "exact-fitted plain softmax-gated Gaussian MoE, linear experts (arXiv 2305.03288): 1/2"
+        out = {p: Rate(p, 0.5, why) for p in params}
+    elif spec.K > 1 or not spec.has_pretrained or spec.pretrained.mean_from_data:
         why = (
             "the plain mixture of experts" if not spec.has_pretrained
             else "a frozen expert given by a model's predictions" if spec.pretrained.mean_from_data
@@ -91,7 +98,49 @@ def theoretical_rates(spec: Spec) -> dict[str, Rate]:
         out = {p: Rate(p, None, f"{why}: the seeds state no exponent") for p in params}
     else:
         out = {p: _rate(spec, p) for p in params}
+    if spec.multi and spec.gating == "softmax":
+        out |= voronoi_rates(spec)
     out["density"] = Rate("density", 0.5, "density (Hellinger): 1/2 in every setting")
+    return out
+
+
+def _linear(spec: Spec) -> bool:
+    return all(p.expert == "linear" for p in spec.prompts)
+
+
+def voronoi_rates(spec: Spec) -> dict[str, Rate]:
+    """The exponents of the Voronoi losses (MODEL.md section 10): ``voronoi`` and ``weight`` 1/2, inside a cell
+    of M = K - K* + 1 fitted prompts beta and b 1/(2 r(M)), eta and nu 1/r(M), in cells of one prompt 1/2.
+    A theorem (arXiv 2305.03288) for the plain MoE with linear experts; for the contaminated model the
+    conjecture the project tests; no exponent for other experts.
+
+    >>> import bayescmoe as bc
+    >>> rates = voronoi_rates(bc.load_spec("overfit_moe_k2_on_1"))
+    >>> rates["voronoi"].text, rates["beta_cell"].text, rates["eta_cell"].text
+    ('1/2', '1/8', '1/4')
+    """
+    M = spec.K - spec.K_true + 1
+    present = [name for name in CELL_POWER if name in spec.param_names]
+    names = ["voronoi", "weight"]
+    names += [f"{p}_cell" for p in present] if spec.overfit else []
+    names += [f"{p}_single" for p in present] if spec.K_true >= 2 else []
+    if not _linear(spec):
+        experts = sorted({p.expert for p in spec.prompts} - {"linear"})
+        why = f"{', '.join(experts)} experts: the Voronoi theory (arXiv 2305.03288) is for linear experts"
+        return {n: Rate(n, None, why) for n in names}
+    if spec.overfit and M not in R_EXPONENT:
+        return {n: Rate(n, None, f"a cell of {M} fitted prompts: r({M}) is not tabulated") for n in names}
+    source = (
+        "arXiv 2305.03288 (plain softmax-gated Gaussian MoE, linear experts)" if not spec.has_pretrained
+        else "conjectured from arXiv 2305.03288 (no theorem for the contaminated model)"
+    )  # fmt: skip
+    out = {}
+    for name in names:
+        if name.endswith("_cell"):
+            s = CELL_POWER[name[: -len("_cell")]] * R_EXPONENT[M]
+            out[name] = Rate(name, 1.0 / (2.0 * s), f"{source}: inside a cell of {M}, 1/(2 * {s:g})")
+        else:
+            out[name] = Rate(name, 0.5, f"{source}: 1/2")
     return out
 
 

@@ -11,17 +11,23 @@ and
 with r(2) = 4, r(3) = 6.  Without a frozen expert the gates (beta, tau) are identified only up to a common
 translation, and D is the infimum over it.  A cell of more than 3 fitted prompts has no tabulated r: it is
 reported (``unscored``) and the loss is NaN.
+
+The infimum is over the whole of D.  Translating every fitted gate intercept by t0 scales every fitted weight by
+e^-t0, so as t0 -> infinity D tends to sum_j exp(tau*_j): D never exceeds the true total weight, and a fit that is
+far from the truth ends there (``saturated``).  In the plain MoE with K* = 1 the truth has no gate at all: two
+fitted copies of its expert give the true density exactly whatever their gate, so D need not vanish for fits whose
+densities do; :func:`cell_errors` and the density loss show what moves then.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["R_EXPONENT", "VoronoiLoss", "voronoi_loss", "voronoi_cells"]
+__all__ = ["R_EXPONENT", "CELL_POWER", "VoronoiLoss", "voronoi_loss", "voronoi_cells", "cell_errors"]
 
 #: r(M) of 2305.03288 (the smallest r for which its system of polynomial equations has only the trivial
 #: solution), for a cell of M fitted prompts.
@@ -32,8 +38,10 @@ R_EXPONENT = {2: 4, 3: 6}
 class VoronoiLoss:
     """The loss and what it is made of: ``cells[j]`` the fitted prompts in true prompt j's cell,
     ``cell_weight[j]`` their total weight sum exp(tau_k) beside ``true_weight[j]`` = exp(tau*_j),
-    ``translation`` the common shift of the gates (zero with a frozen expert) and ``unscored`` the
-    cells of more than 3 prompts."""
+    ``translation`` the common shift of the gates (zero with a frozen expert), ``unscored`` the
+    cells of more than 3 prompts, ``saturated`` whether the infimum is only reached as the translation goes to
+    infinity (D = the true total weight: the fit lies in no cell's neighbourhood) and ``errors`` the
+    per-parameter errors of :func:`cell_errors`."""
 
     loss: float
     cells: tuple[tuple[int, ...], ...]
@@ -41,6 +49,13 @@ class VoronoiLoss:
     true_weight: tuple[float, ...]
     translation: tuple[float, ...]
     unscored: tuple[int, ...]
+    saturated: bool = False
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def weight(self) -> float:
+        """sum_j | sum_{k in A_j} exp(tau_k) - exp(tau*_j) |: how far the cells' total weights are."""
+        return float(sum(abs(a - b) for a, b in zip(self.cell_weight, self.true_weight)))
 
 
 def _rows(value, K: int) -> np.ndarray:
@@ -101,6 +116,10 @@ def _shifted(fit, t: np.ndarray):
     return fit | {"beta": fit["beta"] - t[:d], "tau": fit["tau"] - t[d]}
 
 
+def spec_has_pretrained(spec) -> bool:
+    return bool(getattr(spec, "has_pretrained", True))
+
+
 def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> VoronoiLoss:
     """The Voronoi loss D(G, G*) of MODEL.md section 10 between fitted ``params`` (K prompts) and ``truth``
     (K* <= K prompts), with its cells.  Without a frozen expert (``spec.has_pretrained`` false) the infimum
@@ -122,7 +141,7 @@ def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> Voronoi
     fit, true = _atoms(params, K), _atoms(truth, K_true)
     d = fit["beta"].shape[1]
     t = np.zeros(d + 1)
-    if not getattr(spec, "has_pretrained", True):
+    if not spec_has_pretrained(spec):
         gate = np.column_stack([fit["beta"], fit["tau"]])
         gate_true = np.column_stack([true["beta"], true["tau"]])
         candidates = [np.zeros(d + 1)] + [gate[k] - gate_true[j] for k in range(K) for j in range(K_true)]
@@ -137,7 +156,12 @@ def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> Voronoi
         t = np.asarray(best, float)
     shifted = _shifted(fit, t)
     loss, cells, unscored = _loss(shifted, true)
+    limit = float(np.exp(true["tau"]).sum())  # D as t0 -> infinity: every fitted weight -> 0
+    saturated = not spec_has_pretrained(spec) and loss >= limit * (1 - 1e-9)
+    present = {name for name in CELL_POWER if name in params}
     return VoronoiLoss(
+        saturated=bool(saturated),
+        errors=cell_errors(shifted, true, cells, present),
         loss=loss,
         cells=tuple(cells),
         cell_weight=tuple(float(np.exp(shifted["tau"])[list(c)].sum()) for c in cells),
@@ -145,3 +169,31 @@ def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> Voronoi
         translation=tuple(float(v) for v in t),
         unscored=tuple(unscored),
     )
+
+
+#: The exponent s_p of each parameter's term inside a cell of M > 1 fitted prompts, as a multiple of r(M):
+#: beta and b enter D as ||(Dbeta, Db)||^r, eta and nu as ||(Deta, Dnu)||^(r/2).
+CELL_POWER = {"beta": 1.0, "b": 1.0, "eta": 0.5, "nu": 0.5}
+
+
+def cell_errors(fit: dict[str, np.ndarray], true: dict[str, np.ndarray], cells, present=tuple(CELL_POWER)) -> dict:
+    """Per parameter, the error inside the cells: ``<p>_cell`` over the cells of M > 1 fitted prompts, the
+    weighted power mean (sum_k w_k ||Dp_k||^s / sum_k w_k)^(1/s) with s = s_p r(M) (the power p has in D),
+    the largest over such cells; ``<p>_single`` over the cells of one prompt, the largest ||Dp||.  D bounds
+    each term, so under D ~ n^-1/2 (cells of M fitted prompts with weights bounded away from 0) the first is O(n^-1/(2 s)) and the second O(n^-1/2)."""
+    weight = np.exp(fit["tau"])
+    out: dict[str, float] = {}
+    for j, cell in enumerate(cells):
+        if not cell or (len(cell) > 1 and len(cell) not in R_EXPONENT):
+            continue
+        for name, power in CELL_POWER.items():
+            if name not in present:
+                continue
+            dist = np.array([np.linalg.norm(fit[name][k] - true[name][j]) for k in cell])
+            if len(cell) == 1:
+                key, value = f"{name}_single", float(dist[0])
+            else:
+                s, w = power * R_EXPONENT[len(cell)], weight[list(cell)]
+                key, value = f"{name}_cell", float((w @ dist**s / w.sum()) ** (1.0 / s))
+            out[key] = max(out.get(key, 0.0), value)
+    return out

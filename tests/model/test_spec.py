@@ -25,6 +25,11 @@ NAMED = [
     "laplace_two_prompts",
     "plain_moe_two_experts",
     "frozen_model_prompt",
+    "overfit_moe_k2_on_1",
+    "overfit_moe_k3_on_2",
+    "overfit_laplace_k2_on_1",
+    "overfit_gaussian_k2_on_1",
+    "exact_moe_k2",
 ]
 
 VALID = """
@@ -278,3 +283,52 @@ def test_to_dict_round_trips():
         spec = bc.load_spec(name)
         again = bc.spec_from_dict(spec.to_dict())
         assert again == spec
+
+
+# -- over-specified specs (MODEL.md section 10) ----------------------------------------------------
+
+
+def _overfit(**truth):
+    data = bc.load_spec("overfit_moe_k2_on_1").to_dict()
+    data["truth"] = data["truth"] | truth
+    return data
+
+
+def test_a_truth_with_fewer_rows_than_prompts_is_an_over_specified_spec():
+    spec = bc.load_spec("overfit_moe_k2_on_1")
+    assert (spec.K, spec.K_true, spec.overfit) == (2, 1, True)
+    assert spec.truth_spec().K == 1 and spec.truth_at(500)["eta"].tolist() == [[1.0]]
+    assert not bc.load_spec("exact_moe_k2").overfit and bc.load_spec("exact_moe_k2").truth_spec().K == 2
+
+
+def test_over_specified_truths_are_validated():
+    with pytest.raises(bc.SpecError, match="3 rows but the spec has 2"):
+        bc.spec_from_dict(_overfit(beta=[[0.0]] * 3, tau=[0.0] * 3, eta=[[1.0]] * 3, b=[1.0] * 3, nu=[0.5] * 3))
+    with pytest.raises(
+        bc.SpecError,
+        match=r"truth.tau. has 2 entries but truth.beta has 1: every entry of \[truth\] needs one per true prompt",
+    ):
+        bc.spec_from_dict(_overfit(tau=[0.0, 0.0]))
+    data = bc.load_spec("overfit_laplace_k2_on_1").to_dict()
+    data["truth"]["schedule"] = [
+        {"parameter": "eta", "form": "merge", "prompt": 2, "c": 1.0, "kappa": 0.25, "direction": [1.0]}
+    ]
+    with pytest.raises(bc.SpecError, match="moves prompt 2, which the 1-prompt truth does not have"):
+        bc.spec_from_dict(data)
+
+
+def test_simulate_draws_from_the_k_star_truth():
+    """overfit_moe_k2_on_1's truth is one expert, y = 1 + x + N(0, 0.5): the residuals' mean and variance."""
+    X, y, truth = bc.simulate("overfit_moe_k2_on_1", 40_000, seed=3)
+    r = y - 1.0 - X[:, 0]
+    assert abs(r.mean()) < 4 * math.sqrt(0.5 / len(r))
+    assert abs(r.var() - 0.5) < 4 * 0.5 * math.sqrt(2 / len(r))
+    assert np.shape(truth["tau"]) == (1,)
+
+
+def test_an_over_specified_spec_cannot_start_at_its_truth():
+    X, y, _ = bc.simulate("overfit_moe_k2_on_1", 300, seed=0)
+    with pytest.raises(bc.FitError, match="init='multistart'"):
+        bc.fit_mle("overfit_moe_k2_on_1", X, y, init="truth")
+    with pytest.raises(bc.BayescmoeError, match="start='multistart'"):
+        bc.run_rates("overfit_moe_k2_on_1", [300, 600], 2)

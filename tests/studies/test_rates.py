@@ -125,6 +125,7 @@ def test_workers_and_dask_give_the_same_fits(tmp_path):
     assert strip(inline.rows) == strip(pooled.rows) == strip(dask.rows)
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_loses_at_most_the_fits_in_flight(tmp_path):
     store = tmp_path / "k.sqlite"
     args = [

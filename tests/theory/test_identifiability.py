@@ -50,6 +50,7 @@ def test_named_specs_verdicts_and_where_they_fail():
         "softmax_nu_merging_lf",
         "constant_gaussian_linear",
         "constant_gaussian_linear_merging",
+        "overfit_gaussian_k2_on_1",  # a Gaussian f0 with the prompts' linear expert (Proposition 1)
     }
     failing = verdicts["softmax_eta_merging"]
     assert failing.worst_point == "closest to f0" and failing.smallest_singular_value < 1e-12

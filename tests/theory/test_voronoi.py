@@ -96,3 +96,24 @@ def test_more_true_prompts_than_fitted_ones_is_an_error_and_a_cell_of_four_is_no
     near = ([1.0, 0.0], math.log(0.25), [2.0], 0.5, 1.0)
     r = bc.voronoi_loss(Frozen(), atoms([near] * 4 + [([-1.0, 2.0], math.log(2.0), [-1.0], -0.5, 0.5)]), TRUTH)
     assert math.isnan(r.loss) and r.unscored == (0,) and r.cells[0] == (0, 1, 2, 3)
+
+
+def test_the_errors_inside_a_cell_of_two_are_weighted_power_means_with_the_powers_of_d():
+    """beta and b enter D with r = 4, eta and nu with r / 2 = 2: the cell's error is (sum w |D|^s / sum w)^(1/s)."""
+    truth = atoms([([1.0, 0.0], 0.0, [2.0], 0.5, 1.0)])
+    fit = atoms([([1.1, 0.0], math.log(0.3), [2.1], 0.5, 1.2), ([0.9, 0.1], math.log(0.6), [1.8], 0.6, 0.9)])
+    e = bc.voronoi_loss(Frozen(), fit, truth).errors
+    assert e["beta_cell"] == pytest.approx(((0.3 * 0.1**4 + 0.6 * math.sqrt(0.02) ** 4) / 0.9) ** 0.25, rel=1e-12)
+    assert e["b_cell"] == pytest.approx((0.6 * 0.1**4 / 0.9) ** 0.25, rel=1e-12)
+    assert e["eta_cell"] == pytest.approx(math.sqrt((0.3 * 0.1**2 + 0.6 * 0.2**2) / 0.9), rel=1e-12)
+    assert e["nu_cell"] == pytest.approx(math.sqrt((0.3 * 0.2**2 + 0.6 * 0.1**2) / 0.9), rel=1e-12)
+    single = bc.voronoi_loss(Frozen(), TRUTH | {"nu": [1.3, 0.5]}, TRUTH).errors
+    assert single["nu_single"] == pytest.approx(0.3) and single["eta_single"] == 0.0 and "nu_cell" not in single
+
+
+def test_without_a_frozen_expert_a_far_fit_saturates_at_the_true_total_weight():
+    """Translating every gate intercept by t0 scales every fitted weight by e^-t0: D -> sum exp(tau*) = 3."""
+    far = atoms([([0.0, 0.0], 0.0, [9.0], 5.0, 9.0), ([0.0, 0.0], 0.0, [-9.0], -5.0, 9.0)])
+    r = bc.voronoi_loss(Plain(), far, TRUTH)
+    assert r.saturated and r.loss == pytest.approx(3.0, rel=1e-6)
+    assert not bc.voronoi_loss(Frozen(), far, TRUTH).saturated
