@@ -33,14 +33,14 @@ def _off_box(r) -> str:
 
 def _print_rate_table(rows) -> None:
     print(
-        f"{'setting':<24} {'parameter':<9} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
+        f"{'setting':<24} {'parameter':<11} {'theory':>6} {'paper':>10} {'ours':>6} {'95% CI':>14} "
         f"{'off box':>16} {'Fisher':>6} {'fits':>5} {'failed':>6} {'bound':>5}"
     )
     for r in rows:
         ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
         ours = _fmt(r.empirical) + ("!" if r.box_dominated else " ")
         print(
-            f"{r.setting:<24} {r.parameter:<9} {r.theory_text:>6} {r.paper or '-':>10} {ours:>6} "
+            f"{r.setting:<24} {r.parameter:<11} {r.theory_text:>6} {r.paper or '-':>10} {ours:>6} "
             f"{ci:>14} {_off_box(r):>16} {_fmt(r.local):>6} {r.n_fits:>5} {r.n_failed:>6} {r.n_bound:>5}"
         )
     starts = sorted({r.start for r in rows})
@@ -139,10 +139,10 @@ def cmd_reproduce(args) -> int:
     from pathlib import Path
 
     from bayescmoe.studies.plots import plot_study
-    from bayescmoe.studies.reproduce import reproduce
+    from bayescmoe.studies.reproduce import cell_counts, reproduce
 
     scale = "paper" if args.paper else "quick"
-    group = "constant" if args.constant else "softmax"
+    group = "constant" if args.constant else "overfit" if args.overfit else "softmax"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     store = out / (f"store-{scale}.sqlite" if group == "softmax" else f"store-{group}-{scale}.sqlite")
@@ -152,7 +152,7 @@ def cmd_reproduce(args) -> int:
     rows = [row for _, table in results for row in table]
     for study, table in results:
         plot_study(study, table, out)
-    extra = _constant_analyses(results) if group == "constant" else {}
+    extra = _constant_analyses(results) if group == "constant" else cell_counts(results) if group == "overfit" else {}
     if args.json:
         print(
             json.dumps(
@@ -165,12 +165,12 @@ def cmd_reproduce(args) -> int:
             _print_rate_table(rows)
             _print_least_favourable_pairs(rows, args.paper)
             if extra:
-                _print_constant_analyses(extra)
+                _print_extra(extra)
         path = out / f"evidence-{group}-{scale}.txt"
         path.write_text(evidence.getvalue())
         _print_headline(rows)
         if extra:
-            _print_constant_analyses(extra)
+            _print_extra(extra)
         if args.evidence:
             print("\n" + evidence.getvalue().rstrip())
         print(
@@ -188,19 +188,19 @@ def _print_headline(rows) -> None:
     """One line per setting and loss: theory, the paper, ours with its CI, the rate off the box and the local
     Fisher prediction; a legend of three lines."""
     print(
-        f"{'setting':<24} {'loss':<8} {'theory':>6} {'paper':>10} {'ours [95% CI]':>19} {'off box':>16} {'Fisher':>6}"
+        f"{'setting':<24} {'loss':<11} {'theory':>6} {'paper':>10} {'ours [95% CI]':>19} {'off box':>16} {'Fisher':>6}"
     )
     shown = [r for r in rows if r.parameter not in HEADLINE_SKIP]
     for r in shown:
         ours = f"{_fmt(r.empirical)}{'!' if r.box_dominated else ' '} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
         print(
-            f"{r.setting:<24} {r.parameter:<8} {r.theory_text:>6} {r.paper or '-':>10} {ours:>19} "
+            f"{r.setting:<24} {r.parameter:<11} {r.theory_text:>6} {r.paper or '-':>10} {ours:>19} "
             f"{_off_box(r):>16} {_fmt(r.local):>6}"
         )
     judged = [r for r in shown if r.agrees is not None]
     print(
         "ours: r in loss ~ n^-r, 95% bootstrap CI; ! decided by fits on the box (read 'off box', the sizes where none "
-        f"was);\nFisher: the local prediction at these truths; theory: the minimax rate. Within 0.05 of the theory, "
+        f"was);\nFisher: the local prediction at these truths; theory: the minimax rate (MODEL.md sections 4, 10). Within 0.05 of the theory, "
         f"CI covering it: {sum(bool(r.agrees) for r in judged)} of {len(judged)}."
     )
 
@@ -235,6 +235,23 @@ def _print_least_favourable_pairs(rows, paper: bool) -> None:
         + ". At the paper's constants the distance c n^-1/8 stays above 0.7 (eta) and 0.27 (nu) up to n = 1e6, "
         "where the local slopes are still pre-asymptotic; notebooks/05_least_favourable.ipynb sweeps c."
     )
+
+
+def _print_extra(extra) -> None:
+    if "cells" in extra:
+        _print_cell_counts(extra["cells"])
+    else:
+        _print_constant_analyses(extra)
+
+
+def _print_cell_counts(cells) -> None:
+    print("\nthe fits' Voronoi cells, share of converged fits at the smallest and the largest n:")
+    print(f"{'setting':<26} {'n':>7} {'fits':>5} {'D saturated':>12} {'empty cell':>11} {'crowded cell':>13}")
+    for name, per_n in cells.items():
+        for n in sorted(per_n)[:1] + sorted(per_n)[-1:]:
+            c = per_n[n]
+            print(f"{name:<26} {n:>7} {c['fits']:>5} {c['voronoi_saturated']:>12.2f} {c['empty_cells']:>11.2f} "
+                  f"{c['crowded_cells']:>13.2f}")  # fmt: skip
 
 
 def _constant_analyses(results) -> dict:
@@ -434,16 +451,25 @@ def add_parsers(sub) -> None:
         "--least-favourable`), print theory, the paper's empirical rate and ours with its CI side by "
         "side, and write the plots. --quick (the default) takes 2 to 4 minutes on 2 cores; --paper "
         "runs the literature's scale (40 replications x 50 sample sizes). Runs resume from the store "
-        "in --out. --constant runs the constant-gating group of arXiv 2410.12258 instead.",
+        "in --out. --constant runs the constant-gating group of arXiv 2410.12258 instead, --overfit the "
+        "over-specified prompts of MODEL.md section 10.",
     )
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="the quick scale (default)")
     scale.add_argument("--paper", action="store_true", help="the paper's scale")
-    p.add_argument(
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--constant",
         action="store_true",
         help="the constant-gating group (arXiv 2410.12258) instead of the softmax one: its three "
         "experiments, prompt vanishing and merging, softmax against constant gating, the b-nu coupling",
+    )
+    which.add_argument(
+        "--overfit",
+        action="store_true",
+        help="the over-specified group (MODEL.md section 10): K = 2 on K* = 1 and K = 3 on K* = 2 prompts, plain and "
+        "beside a Laplace or a Gaussian frozen expert, and the exact K = K* = 2; Voronoi losses and the errors "
+        "inside the cells (--quick about 3 minutes; --paper the full study, about 30 minutes)",
     )
     p.add_argument(
         "--out",
