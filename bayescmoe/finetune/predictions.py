@@ -17,6 +17,7 @@ from bayescmoe.model.families import get_family
 from bayescmoe.model.likelihood import Likelihood
 from bayescmoe.model.simulate import gate_probability, mixture_weights, prompt_means
 from bayescmoe.model.spec import Spec
+from bayescmoe.theory.dendrogram import select_prompts
 
 __all__: list[str] = []
 
@@ -202,6 +203,14 @@ class _Predictions:
         return (
             np.take_along_axis(np.broadcast_to(means, (n_draws,) + means.shape), chosen[..., None], 2)[..., 0] + draws
         )
+
+    def select_prompts(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None, omega: float | None = None):
+        """The dendrogram of this fit's prompts on its data and the number of prompts it chooses
+        (:func:`bayescmoe.select_prompts`): fit once with many prompts, read the number off the merges."""
+        self._fitted()
+        Z = self._covariates(X)
+        mean0, scale0 = self._frozen(X, Z, f0_mean, f0_scale)
+        return select_prompts(self.fit_, Z, y, f0_mean=mean0, f0_scale=scale0, omega=omega)
 
     def score(self, X: Any, y: Any, f0_mean: Any = None, f0_scale: Any = None) -> float:
         """Mean log-likelihood per observation (higher is better)."""

@@ -64,3 +64,20 @@ def test_select_prompts_says_what_it_needs():
     _, X, y, fit = fitted("softmax_distinguishable", 400, seed=1)
     with pytest.raises(bc.BayescmoeError, match="at least 2 prompts"):
         bc.select_prompts(fit, X, y)
+
+
+def test_the_estimator_reads_its_own_dendrogram_on_the_data_it_was_fitted_to():
+    """ContaminatedMoE.select_prompts: the top level is the fit itself, so its average log-likelihood is the
+    estimator's score on the same data (computed through the estimator's own likelihood)."""
+
+    class Frozen:
+        def predict(self, X):
+            return 0.5 * np.asarray(X)[:, 0]
+
+    X, y, _ = bc.simulate("overfit_laplace_k2_on_1", 800, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = bc.ContaminatedMoE(pretrained=Frozen(), family="laplace", scale=0.35, prompts=2).fit(X, y)
+    d = est.select_prompts(X, y)
+    assert d.levels[0].loglik == pytest.approx(est.score(X, y), rel=1e-9)
+    assert [lv.K for lv in d.levels] == [2, 1] and d.chosen == 2  # DSC cannot choose one prompt
