@@ -109,7 +109,7 @@ from bayescmoe.studies.rates import (
     run_rates,
     schedule_variant,
 )
-from bayescmoe.studies.reproduce import Plan, reproduce
+from bayescmoe.studies.reproduce import Plan, cell_counts, reproduce
 from bayescmoe.studies.store import Store, StoreError
 from bayescmoe.studies.widening import (
     PAPER_DELTA_SLOPES,
@@ -250,6 +250,7 @@ __all__ = [
     "parameter_losses",
     "voronoi_loss",
     "select_prompts",
+    "cell_counts",
     "Dendrogram",
     "Level",
     "dissimilarity",
