@@ -161,6 +161,9 @@ class PromptChoice:
     n: int
     folds: int
     choice: dict[str, int] = field(default_factory=dict)
+    #: the estimator fitted on all rows for each K >= 1 (with its posterior when one was sampled): ask it more,
+    #: e.g. ``choice.models[3].select_prompts(X, y)`` or ``.posterior_prompts()``
+    models: dict[int, ContaminatedMoE] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "folds": self.folds, "choice": self.choice, "rows": [asdict(r) for r in self.rows]}
@@ -251,7 +254,7 @@ def compare_prompts(
         raise BayescmoeError(f"folds = {folds} exceeds the {len(y)} rows")
     X = Xa
     parts = _folds(len(y), folds, seed)
-    rows, steps = [], len(prompts) * (folds + 1 + posterior)
+    rows, models, steps = [], {}, len(prompts) * (folds + 1 + posterior)
     done = 0
 
     def report(what):
@@ -299,7 +302,10 @@ def compare_prompts(
             full = model().fit(X, y, f0_mean=mean)
             caught += [f"all rows: {w}" for w in full.fit_.warnings]
             report(f"K = {K} all rows")
-        fit = full.fit_
+        if pretrained is not None:  # the model kept for the caller predicts with the frozen model itself
+            full.set_params(pretrained=pretrained)
+            full.pretrained_ = pretrained
+        fit, models[K] = full.fit_, full
         row = {"prompts": K, "n_params": fit.n_params, "loglik": fit.loglik, "bic": fit.bic,
                "heldout": float(heldout.mean()), "heldout_se": float(heldout.std(ddof=1) / np.sqrt(len(y))),
                "converged": fit.converged}  # fmt: skip
@@ -315,7 +321,7 @@ def compare_prompts(
     }
     if posterior:
         choice["PSIS-LOO"] = max(rows, key=lambda r: r.loo).prompts
-    return PromptChoice(rows, len(y), folds, choice)
+    return PromptChoice(rows, len(y), folds, choice, models)
 
 
 def _prompt_counts(prompts: Any) -> list[int]:

@@ -246,6 +246,16 @@ class _Predictions:
         self.idata_ = self._idata_model if self.units_ is None else _posterior_in(self._idata_model, spec, self.units_)
         return self.idata_
 
+    def posterior_prompts(self, c: float = 1.0, r: float = 4.0):
+        """How many prompts the posterior of :meth:`sample_posterior` supports: merge-truncate-merge on every draw
+        (:func:`bayescmoe.posterior_prompts`), on the draws in the units they were sampled in (standardised for a
+        built model), with each prompt's weight and its distance to the nearest other prompt."""
+        from bayescmoe.theory.mtm import posterior_prompts
+
+        if not hasattr(self, "idata_"):
+            raise FitError("no posterior yet; call sample_posterior(X, y) first")
+        return posterior_prompts(self._idata_model, self._model.spec, c=c, r=r)
+
     def _posterior_draws(self, max_draws: int | None = None) -> list[np.ndarray]:
         """Packed posterior draws in the fit's units, chain by chain: all of them, or ``max_draws`` evenly spaced."""
         if not hasattr(self, "idata_"):

@@ -105,7 +105,7 @@ class Spec:
         >>> spec.K, spec.K_true, spec.truth_spec().K
         (2, 1, 1)
         """
-        return self._first(self.K_true, f"{self.name}[truth]") if self.overfit else self
+        return self.first_prompts(self.K_true, f"{self.name}[truth]") if self.overfit else self
 
     @property
     def prompt(self) -> Prompt:
@@ -158,10 +158,18 @@ class Spec:
         """
         if self.K == 1:
             return None
-        return self._first(self.K - 1, f"{self.name}[K={self.K - 1}]")
+        return self.first_prompts(self.K - 1, f"{self.name}[K={self.K - 1}]")
 
-    def _first(self, keep: int, name: str) -> Spec:
-        """The spec of the first ``keep`` prompts, written with [[prompts]], the truth cut to as many rows."""
+    def first_prompts(self, keep: int, name: str | None = None) -> Spec:
+        """The spec of the first ``keep`` prompts, written with [[prompts]], the truth cut to as many rows
+        (named ``name``, default ``"<name>[K=<keep>]"``).
+
+        >>> load_spec("overfit_moe_k3_on_2").first_prompts(2).name
+        'overfit_moe_k3_on_2[K=2]'
+        """
+        if not 1 <= keep <= self.K:
+            raise SpecError(f"{self.name} has {self.K} prompts; cannot keep the first {keep}")
+        name = f"{self.name}[K={keep}]" if name is None else name
         truth = {}
         for key, value in self.truth.items():
             rows = np.asarray(value, dtype=float)

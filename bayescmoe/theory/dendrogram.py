@@ -36,7 +36,7 @@ from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.model.likelihood import loglik
 from bayescmoe.model.spec import Spec
 
-__all__ = ["Dendrogram", "Level", "select_prompts", "dissimilarity", "merge_atoms"]
+__all__ = ["Dendrogram", "Level", "select_prompts", "dissimilarity", "merge_atoms", "prompt_atoms"]
 
 _NAMES = ("beta", "tau", "eta", "b", "nu")
 
@@ -108,7 +108,9 @@ class Dendrogram:
         return ax
 
 
-def _atoms(spec: Spec, params: dict[str, Any]) -> dict[str, np.ndarray]:
+def prompt_atoms(spec: Spec, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The prompts as atoms: ``beta``, ``eta`` (K, d), ``tau``, ``b``, ``nu`` (K,), zeros where ``spec`` has no such
+    parameter (constant gating, no intercept, a fixed variance)."""
     K, d = spec.K, spec.dim
     out = {}
     for name in _NAMES:
@@ -179,13 +181,13 @@ def select_prompts(fit, X, y, *, f0_mean=None, f0_scale=None, omega: float | Non
     spec, params = (fit.standard.spec, fit.standard.params) if standardised else (user, fit.params)
     n = len(y)
     omega = float(np.log(n)) if omega is None else float(omega)
-    atoms = _atoms(spec, params)
+    atoms = prompt_atoms(spec, params)
     if not spec.has_pretrained:  # the translation that makes the weights sum to one (module docstring)
         atoms["tau"] = atoms["tau"] - np.log(np.exp(atoms["tau"]).sum())
     levels = []
     for K in range(spec.K, 0, -1):
-        here = _level_params(spec._first(K, spec.name) if K < spec.K else spec, atoms)
-        user_spec = user._first(K, f"{user.name}[K={K}]") if K < user.K else user
+        here = _level_params(spec.first_prompts(K, spec.name) if K < spec.K else spec, atoms)
+        user_spec = user.first_prompts(K) if K < user.K else user
         here = fit.units.params(user_spec, here) if standardised else here
         value = loglik(user_spec, X, y, here, f0_mean=f0_mean, f0_scale=f0_scale) / n
         merged, height = None, float("nan")

@@ -227,6 +227,9 @@ def test_compare_prompts_finds_the_one_prompt(data):
     assert zero.loglik == pytest.approx(stats.norm.logpdf(y, frozen.predict(X), 0.5).sum())
     assert [r.n_params for r in choice.rows] == [0, 7, 14]  # beta (2), tau, eta (2), b, nu per prompt
     assert "chosen K" in choice.table()
+    # the all-rows fits are kept, and predict with the frozen model itself (no f0_mean= needed)
+    assert sorted(choice.models) == [1, 2]
+    assert choice.models[1].score_samples(X, y).sum() == pytest.approx(choice.rows[1].loglik, rel=1e-9)
 
 
 def test_compare_prompts_loo_matches_a_direct_psis(data):

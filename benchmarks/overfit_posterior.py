@@ -1,0 +1,109 @@
+"""The posterior of an over-specified model (issue 21, item 5) and PSIS-LOO beside the other ways to choose the
+number of prompts.
+
+Truths: those of benchmarks/select_prompts.py (a frozen Laplace expert, K* = 1 or 2 well-separated linear
+prompts).  Each dataset: ``compare_prompts(prompts=0..3, folds=3, posterior=True)`` (NUTS from the MLE of every
+K, 2 chains of 500 draws after 500 tuning steps, PyMC's sampler) gives the held-out score, BIC and PSIS-LOO;
+the K = 3 model's posterior gives merge-truncate-merge (``posterior_prompts``, c = 0.5, 1, 2), its prompts'
+weights and the label switching; its MLE gives the dendrogram's choice.  Results are appended to
+``benchmarks/results/overfit_posterior.jsonl`` as each dataset finishes (the same command resumes).
+
+    python benchmarks/overfit_posterior.py --reps 5 --ns 500,2000 --workers 1
+    python benchmarks/overfit_posterior.py --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import bayescmoe as bc
+from bayescmoe.studies.executors import run_tasks
+
+try:  # run as a script from anywhere: its folder is on sys.path
+    from select_prompts import Frozen, truth_spec
+except ImportError:  # pragma: no cover - imported as benchmarks.overfit_posterior
+    from benchmarks.select_prompts import Frozen, truth_spec
+
+OUT = Path(__file__).resolve().parent / "results" / "overfit_posterior.jsonl"
+K_MAX = 3
+CS = (0.5, 1.0, 2.0)
+
+
+def one(task):
+    k_true, n, rep = task
+    X, y, _ = bc.simulate(truth_spec(k_true), n,
+                          seed=int(np.random.SeedSequence([k_true, n, rep, 21]).generate_state(1)[0]))  # fmt: skip
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choice = bc.compare_prompts(X, y, pretrained=Frozen(), family="laplace", scale=0.35,
+                                    prompts=range(K_MAX + 1), folds=3, posterior=True, seed=rep)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    big = choice.models[K_MAX]
+    mtm = {c: big.posterior_prompts(c=c) for c in CS}
+    warned = [w for r in choice.rows for w in r.warnings]
+    return {
+        "k_true": k_true, "n": n, "rep": rep, "choice": choice.choice, "dsc": big.select_prompts(X, y, f0_mean=Frozen().predict(X)).chosen,
+        "mtm": {str(c): m.chosen for c, m in mtm.items()}, "mtm_counts": {str(c): m.counts for c, m in mtm.items()},
+        "weights": mtm[1.0].weight, "relabelled": sum(mtm[1.0].relabelled), "draws": mtm[1.0].draws,
+        "pareto_k_bad": {r.prompts: r.pareto_k_bad for r in choice.rows},
+        "loo": {r.prompts: r.loo for r in choice.rows}, "loo_se": {r.prompts: r.loo_se for r in choice.rows},
+        "seconds": seconds, "warnings": len(warned) + len(caught),
+        "not_converged": sum("R-hat" in w or "ESS" in w for w in warned),
+    }  # fmt: skip
+
+
+def table(rows) -> str:
+    methods = ["BIC", "held-out log score", "PSIS-LOO", "dsc", *(f"mtm c={c:g}" for c in CS)]
+    lines = [f"{'K*':>3} {'n':>5} {'data':>4} " + " ".join(f"{m.split()[0][:8] + (m[-5:] if 'c=' in m else ''):>10}"
+                                                           for m in methods) + f" {'s/dataset':>9}"]  # fmt: skip
+    for k_true in (1, 2):
+        for n in sorted({r["n"] for r in rows}):
+            cell = [r for r in rows if r["k_true"] == k_true and r["n"] == n]
+            if not cell:
+                continue
+
+            def picked(r, m):
+                return (
+                    r["dsc"] if m == "dsc" else r["mtm"][str(float(m[6:]))] if m.startswith("mtm") else r["choice"][m]
+                )
+
+            share = [np.mean([picked(r, m) == k_true for r in cell]) for m in methods]
+            lines.append(f"{k_true:>3} {n:>5} {len(cell):>4} " + " ".join(f"{s:>10.2f}" for s in share)
+                         + f" {np.mean([r['seconds'] for r in cell]):>9.0f}")  # fmt: skip
+    lines.append("share of datasets on which each criterion chose K*; seconds: compare_prompts (fits, folds and "
+                 "NUTS for K = 0..3) per dataset")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--ns", default="500,2000")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--table", action="store_true", help="print the table of what is stored and stop")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+    if not args.table:
+        done = {(r["k_true"], r["n"], r["rep"]) for r in rows}
+        tasks = [(k, int(n), rep) for rep in range(args.reps) for n in args.ns.split(",") for k in (1, 2)
+                 if (k, int(n), rep) not in done]  # fmt: skip
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        with OUT.open("a") as f:
+            for i, row in enumerate(run_tasks(one, tasks, workers=args.workers), 1):
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                rows.append(row)
+                print(f"{i}/{len(tasks)} K*={row['k_true']} n={row['n']}: {row['choice']}, DSC {row['dsc']}, "
+                      f"MTM {row['mtm']} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
