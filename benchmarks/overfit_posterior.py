@@ -51,18 +51,17 @@ def one(task):
     return {
         "k_true": k_true, "n": n, "rep": rep, "choice": choice.choice, "dsc": big.select_prompts(X, y, f0_mean=Frozen().predict(X)).chosen,
         "mtm": {str(c): m.chosen for c, m in mtm.items()}, "mtm_counts": {str(c): m.counts for c, m in mtm.items()},
-        "weights": mtm[1.0].weight, "relabelled": sum(mtm[1.0].relabelled), "draws": mtm[1.0].draws,
+        "weights": mtm[1.0].weight, "ranked": mtm[1.0].ranked, "ranked_nearest": mtm[1.0].ranked_nearest, "relabelled": sum(mtm[1.0].relabelled), "draws": mtm[1.0].draws,
         "pareto_k_bad": {r.prompts: r.pareto_k_bad for r in choice.rows},
         "loo": {r.prompts: r.loo for r in choice.rows}, "loo_se": {r.prompts: r.loo_se for r in choice.rows},
         "seconds": seconds, "warnings": len(warned) + len(caught),
-        "not_converged": sum("R-hat" in w or "ESS" in w for w in warned),
     }  # fmt: skip
 
 
 def table(rows) -> str:
     methods = ["BIC", "held-out log score", "PSIS-LOO", "dsc", *(f"mtm c={c:g}" for c in CS)]
-    lines = [f"{'K*':>3} {'n':>5} {'data':>4} " + " ".join(f"{m.split()[0][:8] + (m[-5:] if 'c=' in m else ''):>10}"
-                                                           for m in methods) + f" {'s/dataset':>9}"]  # fmt: skip
+    labels = ["BIC", "held-out", "PSIS-LOO", "DSC", *(f"MTM c={c:g}" for c in CS)]
+    lines = [f"{'K*':>3} {'n':>5} {'data':>4} " + " ".join(f"{m:>10}" for m in labels) + f" {'s/dataset':>9}"]
     for k_true in (1, 2):
         for n in sorted({r["n"] for r in rows}):
             cell = [r for r in rows if r["k_true"] == k_true and r["n"] == n]

@@ -34,7 +34,7 @@ translation from W_r to D's exponents (r for beta and b, r / 2 for eta and nu) i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -101,8 +101,10 @@ class PosteriorPrompts:
 
     ``counts[k]`` is the share of draws whose merge-truncate-merge kept k atoms, ``chosen`` the most frequent k;
     ``weight`` maps each prompt (1-based, in the order the chains were relabelled to) to the 5%, 50% and 95%
-    quantiles of its weight, ``nearest`` to those of its distance delta to the nearest other prompt; ``relabelled``
-    is the number of draws the sampler's label-switching check relabelled, per chain.
+    quantiles of its weight, ``nearest`` to those of its distance delta to the nearest other prompt; ``ranked`` and
+    ``ranked_nearest`` are the same for the heaviest, second heaviest, ... prompt of each draw, whatever its label
+    (what an extra prompt does: the lightest one's weight, and whether it sits on another prompt);
+    ``relabelled`` is the number of draws the sampler's label-switching check relabelled, per chain.
     """
 
     counts: dict[int, float]
@@ -115,12 +117,16 @@ class PosteriorPrompts:
     weight: dict[int, tuple[float, float, float]]
     nearest: dict[int, tuple[float, float, float]]
     relabelled: tuple[int, ...]
+    ranked: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    ranked_nearest: dict[int, tuple[float, float, float]] = field(default_factory=dict)
 
     def table(self) -> str:
         """The prompts' weights and separations, then the posterior of the number of prompts."""
-        lines = [f"{'prompt':>6} {'weight 5%':>10} {'50%':>8} {'95%':>8} {'nearest 50%':>12}"]
+        lines = [f"{'prompt':>9} {'weight 5%':>10} {'50%':>8} {'95%':>8} {'nearest 50%':>12}"]
         for k, (lo, mid, hi) in self.weight.items():
-            lines.append(f"{k:>6} {lo:10.3g} {mid:8.3g} {hi:8.3g} {self.nearest[k][1]:12.3g}")
+            lines.append(f"{k:>9} {lo:10.3g} {mid:8.3g} {hi:8.3g} {self.nearest[k][1]:12.3g}")
+        for r, (lo, mid, hi) in self.ranked.items():
+            lines.append(f"{f'heavy #{r}':>9} {lo:10.3g} {mid:8.3g} {hi:8.3g} {self.ranked_nearest[r][1]:12.3g}")
         lines.append(
             "number of prompts (merge-truncate-merge, eps = "
             f"{self.eps:.3g}): "
@@ -137,6 +143,8 @@ class PosteriorPrompts:
             "c": self.c, "r": self.r, "nobs": self.nobs, "draws": self.draws,
             "weight": {str(k): list(v) for k, v in self.weight.items()},
             "nearest": {str(k): list(v) for k, v in self.nearest.items()}, "relabelled": list(self.relabelled),
+            "ranked": {str(k): list(v) for k, v in self.ranked.items()},
+            "ranked_nearest": {str(k): list(v) for k, v in self.ranked_nearest.items()},
         }  # fmt: skip
 
 
@@ -201,8 +209,12 @@ def posterior_prompts(
     counts = {int(k): float(f / S) for k, f in zip(values, freq, strict=True)}
     quantiles = lambda a: tuple(float(q) for q in np.quantile(a, [0.05, 0.5, 0.95]))  # noqa: E731
     relabelled = tuple(json.loads(post.attrs.get("relabelled_draws", "[]")))
+    order = np.argsort(-weights, axis=1, kind="stable")  # each draw's prompts, heaviest first
+    by_rank = np.take_along_axis(weights, order, axis=1), np.take_along_axis(nearest, order, axis=1)
     return PosteriorPrompts(
         counts=counts, chosen=max(counts, key=lambda k: (counts[k], -k)), eps=eps, c=float(c), r=float(r), nobs=n,
         draws=S, weight={k + 1: quantiles(weights[:, k]) for k in range(spec.K)},
         nearest={k + 1: quantiles(nearest[:, k]) for k in range(spec.K)}, relabelled=relabelled,
+        ranked={r + 1: quantiles(by_rank[0][:, r]) for r in range(spec.K)},
+        ranked_nearest={r + 1: quantiles(by_rank[1][:, r]) for r in range(spec.K)},
     )  # fmt: skip

@@ -109,6 +109,9 @@ def test_posterior_prompts_counts_each_draws_atoms_and_does_not_depend_on_the_un
     assert result.counts == {1: pytest.approx(1.0)}
     assert result.chosen == 1 and result.draws == 400 and result.eps == pytest.approx(np.sqrt(np.log(n) / n))
     assert result.weight[2][0] == pytest.approx(1e-4, rel=1e-9)  # the 5% quantile: a light far draw
+    # whatever the labels: the heavier prompt of a draw weighs 0.3 (duplicates) or 0.6, the lighter 0.3 or 1e-4
+    assert result.ranked[1][2] == pytest.approx(0.6) and result.ranked[2][0] == pytest.approx(1e-4, rel=1e-9)
+    assert result.ranked[1][0] == pytest.approx(0.3) and result.ranked[2][2] == pytest.approx(0.3)
     again = bc.posterior_prompts(in_units, spec, 10 * X + 3, 5 * y - 2)
     assert again.counts == result.counts and again.weight[2] == pytest.approx(result.weight[2], rel=1e-8)
     assert again.nearest[1] == pytest.approx(result.nearest[1], rel=1e-6)
