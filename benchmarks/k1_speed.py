@@ -1,7 +1,9 @@
 """K = 1 fits on named specs, timed warm (best of 3), with their log-likelihoods: issue 19's "nothing else moves".
 
     python benchmarks/k1_speed.py > new.json
-    PYTHONPATH=/tmp/old python benchmarks/k1_speed.py > old.json   # /tmp/old: a checkout of the code before
+    # the code before, from a checkout in /tmp/old (PYTHONPATH alone does not override the editable install: its
+    # meta-path finder wins; drop it first)
+    python -c "import sys, runpy; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]; sys.path.insert(0, '/tmp/old'); runpy.run_path('benchmarks/k1_speed.py', run_name='__main__')" > old.json
 
 Run the two alternately (twice each) and compare the minima; the log-likelihoods should agree bitwise.
 """
