@@ -15,7 +15,6 @@ weights and the label switching; its MLE gives the dendrogram's choice.  Results
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
 from pathlib import Path
@@ -23,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 import bayescmoe as bc
-from bayescmoe.studies.executors import run_tasks
 
 try:  # run as a script from anywhere: its folder is on sys.path
-    from select_prompts import Frozen, truth_spec
+    from select_prompts import Frozen, run_resumable, stored, truth_spec
 except ImportError:  # pragma: no cover - imported as benchmarks.overfit_posterior
-    from benchmarks.select_prompts import Frozen, truth_spec
+    from benchmarks.select_prompts import Frozen, run_resumable, stored, truth_spec
 
 OUT = Path(__file__).resolve().parent / "results" / "overfit_posterior.jsonl"
 K_MAX = 3
@@ -49,9 +47,10 @@ def one(task):
     mtm = {c: big.posterior_prompts(c=c) for c in CS}
     warned = [w for r in choice.rows for w in r.warnings]
     return {
-        "k_true": k_true, "n": n, "rep": rep, "choice": choice.choice, "dsc": big.select_prompts(X, y, f0_mean=Frozen().predict(X)).chosen,
+        "k_true": k_true, "n": n, "rep": rep, "choice": choice.choice, "dsc": big.select_prompts(X, y).chosen,
         "mtm": {str(c): m.chosen for c, m in mtm.items()}, "mtm_counts": {str(c): m.counts for c, m in mtm.items()},
-        "weights": mtm[1.0].weight, "ranked": mtm[1.0].ranked, "ranked_nearest": mtm[1.0].ranked_nearest, "relabelled": sum(mtm[1.0].relabelled), "draws": mtm[1.0].draws,
+        "weights": mtm[1.0].weight, "ranked": mtm[1.0].ranked, "ranked_nearest": mtm[1.0].ranked_nearest,
+        "relabelled": sum(mtm[1.0].relabelled), "draws": mtm[1.0].draws,
         "pareto_k_bad": {r.prompts: r.pareto_k_bad for r in choice.rows},
         "loo": {r.prompts: r.loo for r in choice.rows}, "loo_se": {r.prompts: r.loo_se for r in choice.rows},
         "seconds": seconds, "warnings": len(warned) + len(caught),
@@ -88,19 +87,13 @@ def main():
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--table", action="store_true", help="print the table of what is stored and stop")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+    rows = stored(OUT)
     if not args.table:
         done = {(r["k_true"], r["n"], r["rep"]) for r in rows}
         tasks = [(k, int(n), rep) for rep in range(args.reps) for n in args.ns.split(",") for k in (1, 2)
                  if (k, int(n), rep) not in done]  # fmt: skip
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        with OUT.open("a") as f:
-            for i, row in enumerate(run_tasks(one, tasks, workers=args.workers), 1):
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                rows.append(row)
-                print(f"{i}/{len(tasks)} K*={row['k_true']} n={row['n']}: {row['choice']}, DSC {row['dsc']}, "
-                      f"MTM {row['mtm']} ({row['seconds']:.0f} s)", flush=True)  # fmt: skip
+        rows += run_resumable(OUT, one, tasks, args.workers,
+                              lambda r: f"{r['choice']}, DSC {r['dsc']}, MTM {r['mtm']} ({r['seconds']:.0f} s)")  # fmt: skip
     print(table(rows))
 
 

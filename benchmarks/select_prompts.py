@@ -102,7 +102,7 @@ def main():
     parser.add_argument("--heldout-reps", type=int, default=0, help="replications that also run compare_prompts")
     parser.add_argument("--table", action="store_true", help="print the table of what is stored and stop")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in OUT.read_text().splitlines()] if OUT.exists() else []
+    rows = stored(OUT)
     if not args.table:
         done = {(r["k_true"], r["n"], r["rep"]) for r in rows}
         ns = [int(v) for v in args.ns.split(",")]
@@ -113,16 +113,27 @@ def main():
             for k in (1, 2, 3)
             if (k, n, rep) not in done
         ]
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        with OUT.open("a") as f:
-            for i, row in enumerate(run_tasks(one, tasks, workers=args.workers), 1):
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                rows.append(row)
-                print(
-                    f"{i}/{len(tasks)} K*={row['k_true']} n={row['n']}: BIC {row['bic']}, DSC {row['dsc']}", flush=True
-                )
+        rows += run_resumable(OUT, one, tasks, args.workers, lambda r: f"BIC {r['bic']}, DSC {r['dsc']}")
     print(table(rows))
+
+
+def stored(path: Path) -> list[dict]:
+    """The datasets' results stored so far (one JSON object a line)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_resumable(path: Path, one, tasks, workers: int, describe) -> list[dict]:
+    """``one`` on every task (``run_tasks``), each result appended to ``path`` as it finishes (so that the same
+    command resumes) and reported with ``describe(row)``; returns the new results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with path.open("a") as f:
+        for i, row in enumerate(run_tasks(one, tasks, workers=workers), 1):
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            rows.append(row)
+            print(f"{i}/{len(tasks)} K*={row['k_true']} n={row['n']}: {describe(row)}", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -252,15 +252,17 @@ class _Predictions:
         built model), with each prompt's weight and its distance to the nearest other prompt."""
         from bayescmoe.theory.mtm import posterior_prompts
 
+        return posterior_prompts(self._sampled(), self._model.spec, c=c, r=r)
+
+    def _sampled(self):
+        """The posterior of :meth:`sample_posterior` in the units it was sampled in; a FitError before it ran."""
         if not hasattr(self, "idata_"):
             raise FitError("no posterior yet; call sample_posterior(X, y) first")
-        return posterior_prompts(self._idata_model, self._model.spec, c=c, r=r)
+        return self._idata_model
 
     def _posterior_draws(self, max_draws: int | None = None) -> list[np.ndarray]:
         """Packed posterior draws in the fit's units, chain by chain: all of them, or ``max_draws`` evenly spaced."""
-        if not hasattr(self, "idata_"):
-            raise FitError("no posterior yet; call sample_posterior(X, y) first")
-        post, spec = self._idata_model.posterior, self._model.spec
+        post, spec = self._sampled().posterior, self._model.spec
         arrays = {name: post[name].values.reshape((-1,) + post[name].shape[2:]) for name in spec.param_names}
         total = next(iter(arrays.values())).shape[0]
         keep = np.linspace(0, total - 1, min(max_draws or total, total)).round().astype(int)

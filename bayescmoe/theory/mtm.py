@@ -59,11 +59,21 @@ def merge_truncate_merge(weights: Any, atoms: dict[str, np.ndarray], eps: float,
 
     ``weights`` (K,) and ``atoms`` (:func:`bayescmoe.theory.dendrogram.prompt_atoms`) describe the measure.
     """
-    w = np.asarray(weights, dtype=float).copy()
-    K = len(w)
-    if K == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
+    w = np.asarray(weights, dtype=float)
+    if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
         raise BayescmoeError(f"the weights must be finite and non-negative, got {w!r}")
-    dist = np.array([[atom_distance(atoms, i, j, r) for j in range(K)] for i in range(K)])
+    return _merge_truncate_merge(w, _distances(atoms, len(w), r), eps)
+
+
+def _distances(atoms: dict[str, np.ndarray], K: int, r: float) -> np.ndarray:
+    """delta(i, j) for every pair of the K atoms, (K, K)."""
+    return np.array([[atom_distance(atoms, i, j, r) for j in range(K)] for i in range(K)])
+
+
+def _merge_truncate_merge(weights: np.ndarray, dist: np.ndarray, eps: float) -> np.ndarray:
+    """:func:`merge_truncate_merge` on checked weights and the atoms' distances."""
+    w = weights.copy()
+    K = len(w)
     order = list(np.argsort(-w, kind="stable"))
     alive = np.ones(K, dtype=bool)
     # 1. merge: each remaining atom, heaviest first, absorbs the lighter ones within eps
@@ -203,8 +213,9 @@ def posterior_prompts(
         if not spec.has_pretrained:
             w = w / w.sum()
         weights[s] = w
-        nearest[s] = [min(atom_distance(atoms, i, j, r) for j in range(spec.K) if j != i) for i in range(spec.K)]
-        kept[s] = int((merge_truncate_merge(w, atoms, eps, r) > 0).sum())
+        dist = _distances(atoms, spec.K, r)
+        nearest[s] = np.where(np.eye(spec.K, dtype=bool), np.inf, dist).min(axis=1)
+        kept[s] = int((_merge_truncate_merge(w, dist, eps) > 0).sum())
     values, freq = np.unique(kept, return_counts=True)
     counts = {int(k): float(f / S) for k, f in zip(values, freq, strict=True)}
     quantiles = lambda a: tuple(float(q) for q in np.quantile(a, [0.05, 0.5, 0.95]))  # noqa: E731
@@ -215,6 +226,6 @@ def posterior_prompts(
         counts=counts, chosen=max(counts, key=lambda k: (counts[k], -k)), eps=eps, c=float(c), r=float(r), nobs=n,
         draws=S, weight={k + 1: quantiles(weights[:, k]) for k in range(spec.K)},
         nearest={k + 1: quantiles(nearest[:, k]) for k in range(spec.K)}, relabelled=relabelled,
-        ranked={r + 1: quantiles(by_rank[0][:, r]) for r in range(spec.K)},
-        ranked_nearest={r + 1: quantiles(by_rank[1][:, r]) for r in range(spec.K)},
+        ranked={rank + 1: quantiles(by_rank[0][:, rank]) for rank in range(spec.K)},
+        ranked_nearest={rank + 1: quantiles(by_rank[1][:, rank]) for rank in range(spec.K)},
     )  # fmt: skip
