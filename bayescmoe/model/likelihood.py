@@ -52,12 +52,14 @@ def channels(spec: Spec) -> list[_Channel]:
     return out
 
 
-#: Bytes of kernel output per chunk of rows in a streamed pass (:class:`Likelihood`): the chunk's derivative vectors
-#: stay in the shared L3 cache (32 MiB on the benchmark machine) while the gradient and Hessian take them up.
-CHUNK_BYTES = 8 * 2**20
+#: Bytes of kernel output per chunk of rows in a streamed pass (:class:`Likelihood`): about the L2 cache of a core (1
+#: MiB on the benchmark machine), so that a chunk's derivative vectors are still in cache when the gradient and
+#: Hessian take them up.  Measured at n = 1e6 (benchmarks/RESULTS.md, "Streamed likelihood"): K = 1 passes take
+#: 179 ms at 8,192 rows a chunk, 220 ms at 32,768, 435 ms at 65,536 and 296 ms in one chunk of all rows.
+CHUNK_BYTES = 2**20
 #: Fewest rows per chunk: below this, OpenMP does not split a kernel's loop over threads
-#: (:data:`bayescmoe.model.kernel.OPENMP_MINSIZE`), and the per-call overhead starts to count.
-CHUNK_MIN = 8192
+#: (:data:`bayescmoe.model.kernel.OPENMP_MINSIZE`).
+CHUNK_MIN = 4096
 
 
 class Likelihood:
@@ -102,13 +104,13 @@ class Likelihood:
             rows = CHUNK_BYTES // (8 * (1 + C + C * (C + 1) // 2))
             chunk = max(CHUNK_MIN, 1 << (max(rows, 1).bit_length() - 1))
         self.chunk = int(chunk)
-        # the design [X, 1] of one chunk at a time (the data are not copied whole); which rows it holds
+        # the design [X, 1] of one chunk at a time (the data are not copied whole), and which rows it holds
         self._design_rows = np.empty((min(n, self.chunk), d + 1))
         self._design_rows[:, d] = 1.0
         self._held: tuple[int, int] | None = None
         self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray]] | None = None
         self._tiled: dict[int, list[np.ndarray]] = {}
-        self._buf = np.empty(((d + 1) * max(self._pairs_with_design, 1), min(n, self.chunk)))
+        self._buf = np.empty((d + 1) * max(self._pairs_with_design, 1) * min(n, self.chunk))
 
     @property
     def n(self) -> int:
@@ -118,7 +120,8 @@ class Likelihood:
         return ((start, min(self.n, start + self.chunk)) for start in range(0, self.n, self.chunk))
 
     def _design(self, start: int, stop: int) -> np.ndarray:
-        """The design ``[X, 1]`` of rows ``start:stop`` (one chunk), in a buffer reused from chunk to chunk."""
+        """The design ``[X, 1]`` of rows ``start:stop`` (one chunk), in a buffer reused from chunk to chunk (filled
+        once when the data are one chunk)."""
         if self._held != (start, stop):
             self._design_rows[: stop - start, :-1] = self.X[start:stop]
             self._held = (start, stop)
@@ -189,13 +192,14 @@ class Likelihood:
 
     def _weighted_grams(self, weights, start: int, stop: int) -> np.ndarray:
         """``D' diag(w) D`` on rows ``start:stop`` for each ``w`` in ``weights`` (the chunk's), stacked: shape
-        (len(weights) * k, k): the chunk is weighted into one preallocated buffer and multiplied by ``D`` in a
-        single BLAS call (fresh n-by-k temporaries cost more than the product)."""
-        k = self.X.shape[1] + 1
-        buf, D = self._buf[: len(weights) * k, : stop - start], self._design(start, stop)
-        for j, w in enumerate(weights):
-            np.multiply(D.T, w, out=buf[j * k : (j + 1) * k])
-        return buf @ D
+        (len(weights) * k, k).  The chunk's design is weighted, row by row, into one preallocated buffer
+        ``[D w_1, D w_2, ...]`` (rows, M k) and multiplied by ``D'`` in a single BLAS call (fresh n-by-k temporaries
+        cost more than the product); every block is symmetric, so the (k, M k) product is the stack."""
+        k, M, m = self.X.shape[1] + 1, len(weights), stop - start
+        D = self._design(start, stop)
+        buf = self._buf[: m * M * k].reshape(m, M, k)
+        np.multiply(D[:, None, :], np.column_stack(weights)[:, :, None], out=buf)
+        return (D.T @ buf.reshape(m, M * k)).reshape(k, M, k).transpose(1, 0, 2).reshape(M * k, k)
 
     @cached_property
     def _plan(self):
