@@ -85,8 +85,8 @@ class Likelihood:
     Every pass is **streamed** over chunks of rows: the kernel runs on one chunk and its value, gradient and
     Hessian terms are added up before the next, so that a pass holds the data and one chunk's derivatives,
     never a vector per row and derivative.  :meth:`value` computes all three (the line search's accepted
-    point is the next Newton iterate) and keeps the last, so that :meth:`value_grad_hess` at that point costs
-    nothing.  The per-row methods (:meth:`loglik_rows`, :meth:`scores`, :meth:`pointwise`) return one value
+    point is the next Newton iterate) and keeps the last, with each row's log-likelihood (one vector), so that
+    :meth:`value_grad_hess` and :meth:`loglik_rows` at that point cost nothing.  The per-row methods (:meth:`loglik_rows`, :meth:`scores`, :meth:`pointwise`) return one value
     per row, computed chunk by chunk.
     """
 
@@ -108,7 +108,7 @@ class Likelihood:
         self._design_rows = np.empty((min(n, self.chunk), d + 1))
         self._design_rows[:, d] = 1.0
         self._held: tuple[int, int] | None = None
-        self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray]] | None = None
+        self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray], np.ndarray] | None = None
         self._tiled: dict[int, list[np.ndarray]] = {}
         self._buf = np.empty((d + 1) * max(self._pairs_with_design, 1) * min(n, self.chunk))
 
@@ -168,7 +168,9 @@ class Likelihood:
         return point, (resp[:, 0] if not self.spec.multi else resp)
 
     def loglik_rows(self, theta: np.ndarray) -> np.ndarray:
-        """Each observation's log-likelihood (n,)."""
+        """Each observation's log-likelihood (n,): kept from the last pass when ``theta`` is its point."""
+        if self._last is not None and np.array_equal(self._last[0], theta):
+            return self._last[2].copy()
         with _LOCK:
             fn = _value_kernel(self._structure)
         out = np.empty(self.n)
@@ -244,7 +246,7 @@ class Likelihood:
             value, grad, hess = self._last[1]
             return value, grad.copy(), hess.copy()
         C, plan, k = len(self._channels), self._plan, self.X.shape[1] + 1
-        value = 0.0
+        value, per_row = 0.0, np.empty(self.n)
         V = np.zeros((k, len(plan["designed"]) + len(plan["mixed"])))
         G = np.zeros((len(plan["grams"]) * k, k))
         sums_first = np.zeros(C)
@@ -253,6 +255,7 @@ class Likelihood:
             out = self._deriv(*self._inputs(theta, start, stop))
             first, second = out[1 : 1 + C], out[1 + C :]
             value += out[0].sum()
+            per_row[start:stop] = out[0]
             # every vector a design multiplies, in one BLAS call: first derivatives, then mixed pairs
             columns = [first[i] for i in plan["designed"]] + [second[p] for p in plan["mixed"]]
             if columns:
@@ -281,7 +284,7 @@ class Likelihood:
         for p, a, b in plan["scalars"]:
             hess[a, b] = hess[b, a] = sums_second[p]
         result = (float(value), grad, 0.5 * (hess + hess.T))  # BLAS leaves X'WX asymmetric by rounding
-        self._last = (np.array(theta, dtype=float), result)
+        self._last = (np.array(theta, dtype=float), result, per_row)
         return result[0], grad.copy(), result[2].copy()
 
     # -- many parameter vectors at once (the multistart's screening) ---------------------------------------
