@@ -74,8 +74,9 @@ class Likelihood:
     f0_mean, f0_scale : ndarray, optional
         The frozen expert's per-observation mean and scale, for a spec that takes them from the data.
     chunk : int, optional
-        Rows per chunk of a pass; default: as many as keep the kernel's outputs within :data:`CHUNK_BYTES`
-        (a power of two, at least :data:`CHUNK_MIN`).
+        Rows per chunk of a pass; default: about as many as keep the kernel's outputs within :data:`CHUNK_BYTES`
+        (a power of two, at least :data:`CHUNK_MIN`), evened out over the chunks (n = 1e4 is one chunk, not a full
+        one and a fifth: a chunk costs about 0.2 ms of calls, measured).
 
     Notes
     -----
@@ -100,13 +101,14 @@ class Likelihood:
         with _LOCK:
             self._deriv = _derivative_kernel(self._structure)
         C = len(self._channels)
-        if chunk is None:
+        if chunk is None:  # rows that fill CHUNK_BYTES, then spread evenly: no ragged last chunk
             rows = CHUNK_BYTES // (8 * (1 + C + C * (C + 1) // 2))
-            chunk = max(CHUNK_MIN, 1 << (max(rows, 1).bit_length() - 1))
-        self.chunk = int(chunk)
+            rows = max(CHUNK_MIN, 1 << (max(rows, 1).bit_length() - 1))
+            chunk = -(-n // max(1, round(n / rows)))
+        self.chunk = max(1, int(chunk))
         # the design [X, 1] of one chunk at a time (the data are not copied whole), and which rows it holds
-        self._design_rows = np.empty((min(n, self.chunk), d + 1))
-        self._design_rows[:, d] = 1.0
+        self._design_cols = np.empty((d + 1, min(n, self.chunk)))  # its transpose, row by row (contiguous)
+        self._design_cols[d] = 1.0
         self._held: tuple[int, int] | None = None
         self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray], np.ndarray] | None = None
         self._tiled: dict[int, list[np.ndarray]] = {}
@@ -121,11 +123,12 @@ class Likelihood:
 
     def _design(self, start: int, stop: int) -> np.ndarray:
         """The design ``[X, 1]`` of rows ``start:stop`` (one chunk), in a buffer reused from chunk to chunk (filled
-        once when the data are one chunk)."""
+        once when the data are one chunk): a column-major view, so that its transpose (a covariate per row, the
+        rows contiguous) is weighted and multiplied along contiguous rows."""
         if self._held != (start, stop):
-            self._design_rows[: stop - start, :-1] = self.X[start:stop]
+            self._design_cols[:-1, : stop - start] = self.X[start:stop].T
             self._held = (start, stop)
-        return self._design_rows[: stop - start]
+        return self._design_cols[:, : stop - start].T
 
     @cached_property
     def D(self) -> np.ndarray:
@@ -171,11 +174,9 @@ class Likelihood:
         """Each observation's log-likelihood (n,): kept from the last pass when ``theta`` is its point."""
         if self._last is not None and np.array_equal(self._last[0], theta):
             return self._last[2].copy()
-        with _LOCK:
-            fn = _value_kernel(self._structure)
         out = np.empty(self.n)
-        for start, stop in self._chunks():
-            out[start:stop] = fn(*self._inputs(theta, start, stop))[0]
+        for start, stop in self._chunks():  # the derivative kernel, compiled for every fit (the value kernel is not)
+            out[start:stop] = self._deriv(*self._inputs(theta, start, stop))[0]
         return out
 
     def value(self, theta: np.ndarray) -> float:
@@ -194,14 +195,16 @@ class Likelihood:
 
     def _weighted_grams(self, weights, start: int, stop: int) -> np.ndarray:
         """``D' diag(w) D`` on rows ``start:stop`` for each ``w`` in ``weights`` (the chunk's), stacked: shape
-        (len(weights) * k, k).  The chunk's design is weighted, row by row, into one preallocated buffer
-        ``[D w_1, D w_2, ...]`` (rows, M k) and multiplied by ``D'`` in a single BLAS call (fresh n-by-k temporaries
-        cost more than the product); every block is symmetric, so the (k, M k) product is the stack."""
-        k, M, m = self.X.shape[1] + 1, len(weights), stop - start
+        (len(weights) * k, k).  ``D'`` is weighted row by row (contiguous rows of the chunk) into one preallocated
+        buffer ``[D' w_1; D' w_2; ...]`` and multiplied by ``D`` in a single BLAS call (fresh n-by-k temporaries
+        cost more than the product).  Measured at n = 1e4 in one chunk: 400 us, against 730 us for a broadcast
+        multiply of a row-major design (whose inner loop runs over the k columns)."""
+        k, m = self.X.shape[1] + 1, stop - start
         D = self._design(start, stop)
-        buf = self._buf[: m * M * k].reshape(m, M, k)
-        np.multiply(D[:, None, :], np.column_stack(weights)[:, :, None], out=buf)
-        return (D.T @ buf.reshape(m, M * k)).reshape(k, M, k).transpose(1, 0, 2).reshape(M * k, k)
+        buf = self._buf[: len(weights) * k * m].reshape(len(weights) * k, m)
+        for j, w in enumerate(weights):
+            np.multiply(D.T, w, out=buf[j * k : (j + 1) * k])
+        return buf @ D
 
     @cached_property
     def _plan(self):
