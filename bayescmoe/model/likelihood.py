@@ -85,10 +85,12 @@ class Likelihood:
 
     Every pass is **streamed** over chunks of rows: the kernel runs on one chunk and its value, gradient and
     Hessian terms are added up before the next, so that a pass holds the data and one chunk's derivatives,
-    never a vector per row and derivative.  :meth:`value` computes all three (the line search's accepted
-    point is the next Newton iterate) and keeps the last, with each row's log-likelihood (one vector), so that
-    :meth:`value_grad_hess` and :meth:`loglik_rows` at that point cost nothing.  The per-row methods (:meth:`loglik_rows`, :meth:`scores`, :meth:`pointwise`) return one value
-    per row, computed chunk by chunk.
+    never a vector per row and derivative.  On data of several chunks :meth:`value` computes all three (the line
+    search's accepted point is the next Newton iterate) and keeps the last, with each row's log-likelihood (one
+    vector), so that :meth:`value_grad_hess` and :meth:`loglik_rows` at that point cost nothing; on data of one
+    chunk it keeps the kernel's outputs instead, and the matrix products wait for :meth:`value_grad_hess`.  The
+    per-row methods (:meth:`loglik_rows`, :meth:`scores`, :meth:`pointwise`) return one value per row, computed
+    chunk by chunk.
     """
 
     def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_scale=None, chunk=None):
@@ -111,12 +113,17 @@ class Likelihood:
         self._design_cols[d] = 1.0
         self._held: tuple[int, int] | None = None
         self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray], np.ndarray] | None = None
+        self._kept: tuple[np.ndarray, list[np.ndarray]] | None = None  # data of one chunk: its last kernel pass
         self._tiled: dict[int, list[np.ndarray]] = {}
         self._buf = np.empty((d + 1) * max(self._pairs_with_design, 1) * min(n, self.chunk))
 
     @property
     def n(self) -> int:
         return len(self.y)
+
+    def logf0_sum(self) -> float:
+        """The frozen expert's total log-likelihood (NaN without a frozen expert)."""
+        return float(self.logf0.sum()) if self.logf0 is not None else float("nan")
 
     def _chunks(self):
         return ((start, min(self.n, start + self.chunk)) for start in range(0, self.n, self.chunk))
@@ -176,18 +183,30 @@ class Likelihood:
             return self._last[2].copy()
         out = np.empty(self.n)
         for start, stop in self._chunks():  # the derivative kernel, compiled for every fit (the value kernel is not)
-            out[start:stop] = self._deriv(*self._inputs(theta, start, stop))[0]
+            out[start:stop] = self._kernel(theta, start, stop)[0]
         return out
 
     def value(self, theta: np.ndarray) -> float:
-        """The total log-likelihood (its gradient and Hessian are computed in the same pass and kept)."""
+        """The total log-likelihood.  Data of several chunks: its gradient and Hessian are computed in the same pass
+        and kept; data of one chunk: the kernel's outputs are kept, and the gradient's and Hessian's matrix products
+        wait until they are asked for (a rejected line-search trial never pays them)."""
+        if self.n <= self.chunk:
+            return float(self._kernel(theta, 0, self.n)[0].sum())
         return self.value_grad_hess(theta)[0]
+
+    def _kernel(self, theta: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
+        """The derivative kernel's outputs on rows ``start:stop``; kept (and reused) when they are all the rows."""
+        if stop - start < self.n:
+            return self._deriv(*self._inputs(theta, start, stop))
+        if self._kept is None or not np.array_equal(self._kept[0], theta):
+            self._kept = (np.array(theta, dtype=float), self._deriv(*self._inputs(theta, start, stop)))
+        return self._kept[1]
 
     def scores(self, theta: np.ndarray) -> np.ndarray:
         """Each observation's score (gradient of its log-likelihood), shape (n, p)."""
         out = np.empty((self.n, self.spec.n_params))
         for start, stop in self._chunks():
-            first = self._deriv(*self._inputs(theta, start, stop))[1 : 1 + len(self._channels)]
+            first = self._kernel(theta, start, stop)[1 : 1 + len(self._channels)]
             D = self._design(start, stop)
             for ch, L in zip(self._channels, first):
                 out[start:stop, ch.index] = L[:, None] if ch.cols is None else D[:, ch.cols] * L[:, None]
@@ -255,7 +274,7 @@ class Likelihood:
         sums_first = np.zeros(C)
         sums_second = np.zeros(len(self._pairs))
         for start, stop in self._chunks():
-            out = self._deriv(*self._inputs(theta, start, stop))
+            out = self._kernel(theta, start, stop)
             first, second = out[1 : 1 + C], out[1 + C :]
             value += out[0].sum()
             per_row[start:stop] = out[0]
