@@ -95,7 +95,21 @@ def _function(inputs, outputs, what: str):
             fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
     fn.trust_input = True  # every caller passes float64 arrays: skip pytensor's per-call checks (a third of a call)
-    return fn
+    return _Serial(fn)
+
+
+class _Serial:
+    """A compiled function that one thread at a time calls: a pytensor function keeps its inputs and outputs in
+    storage of its own, so two threads calling it at once (Dask's threads, each on a partition) corrupt each
+    other's call.  The kernels split their own loops over cores (OpenMP); the lock costs well under a microsecond.
+    """
+
+    def __init__(self, fn):
+        self.fn, self._lock = fn, threading.Lock()
+
+    def __call__(self, *args):
+        with self._lock:
+            return self.fn(*args)
 
 
 # -- the kernel ----------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ class Likelihood:
 
     def __init__(self, spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_scale=None, chunk=None):
         self.spec, self.X, self.y = spec, X, y
+        self._f0 = (f0_mean, f0_scale)
         n, d = X.shape
         self.logf0 = pretrained_logp(spec, X, y, f0_mean, f0_scale)
         self._structure = structure(spec)
@@ -116,6 +117,11 @@ class Likelihood:
         self._kept: tuple[np.ndarray, list[np.ndarray]] | None = None  # data of one chunk: its last kernel pass
         self._tiled: dict[int, list[np.ndarray]] = {}
         self._buf = np.empty((d + 1) * max(self._pairs_with_design, 1) * min(n, self.chunk))
+
+    def __reduce__(self):
+        """Pickled as its data and spec (the compiled kernels are looked up again where it is unpickled): so that
+        a Dask worker can receive a partition's likelihood from another."""
+        return (Likelihood, (self.spec, self.X, self.y, *self._f0, self.chunk))
 
     @property
     def n(self) -> int:
