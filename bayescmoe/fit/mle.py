@@ -35,7 +35,9 @@ from bayescmoe.fit.multistart import (
     resolve_starts,
     true_start,
 )
+from bayescmoe.fit.optimize import newton_box
 from bayescmoe.fit.optimum import _result
+from bayescmoe.fit.partitioned import SAMPLE, PartitionedLikelihood, is_partitioned
 from bayescmoe.fit.problem import (
     Data,
     _LogPrior,
@@ -202,7 +204,12 @@ def _fit(spec, X, y, bounds, options: _Options, f0_mean, f0_scale) -> FitResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with single_threaded_blas():
-            if isinstance(bounds, str):
+            if is_partitioned(X):
+                if isinstance(bounds, str):
+                    raise FitError(f"bounds={bounds!r} is not available for partitioned (Dask) data; give the box as "
+                                   "a dict, or standardise X and y first")  # fmt: skip
+                result = _fit_partitioned(load_spec(spec).with_bounds(bounds), X, y, options, f0_mean, f0_scale)
+            elif isinstance(bounds, str):
                 if bounds != "data":
                     raise FitError(f"bounds must be a dict of [low, high] or 'data', got {bounds!r}")
                 result = _fit_in_data_units(load_spec(spec), X, y, options, f0_mean, f0_scale)
@@ -240,6 +247,28 @@ def _fit_data(spec: Spec, data: Data, options: _Options) -> FitResult:
         best, spike = _split_merge(spec, data, problem, best, spike, rng, maxiter)
     n_starts = len(starts) if start != "multistart" else (options.n_starts or start_count(spec)) + len(given)
     return _result(spec, options.method, problem, best, start, n_starts, t0, spike)
+
+
+def _fit_partitioned(spec: Spec, X, y, options: _Options, f0_mean, f0_scale) -> FitResult:
+    """A fit on partitioned (Dask) data (:mod:`bayescmoe.fit.partitioned`): the start from an in-memory fit on
+    a sample of :data:`~bayescmoe.fit.partitioned.SAMPLE` rows (a multistart's whole machinery; a given start or
+    the truth is taken as it is), then projected Newton steps on every row, each a sum over the partitions."""
+    t0 = time.perf_counter()
+    lik = PartitionedLikelihood(spec, X, y, f0_mean, f0_scale)
+    rng = np.random.default_rng(options.seed)
+    init, start, n_starts = options.init, "given", 1
+    if isinstance(init, str) and init == "truth":
+        init, start = true_start(spec, lik.n), "truth"
+    if isinstance(init, str) and init == "multistart":
+        first = _fit_data(spec, lik.sample(SAMPLE, rng), options)
+        theta0, start, n_starts = first.theta, f"multistart on a sample of {min(SAMPLE, lik.n)} rows", first.n_starts
+    else:
+        theta0 = resolve_starts(spec, Data(np.zeros((1, spec.dim)), np.zeros(1)), init, None, rng)[0][0]
+    prior = None if options.method == "mle" else _LogPrior(spec, options.priors)
+    problem = _Problem(lik, prior)
+    lower, upper = spec.bounds_arrays()
+    best = newton_box(problem.fgh, problem.f, theta0, lower, upper, maxiter=options.maxiter)
+    return _result(spec, options.method, problem, best, start, n_starts, t0, rows=False)
 
 
 def _nested(spec: Spec, data: Data, options: _Options) -> list[np.ndarray]:

@@ -84,7 +84,10 @@ def _canonical(spec: Spec, problem: _Problem, best: OptimizeResult) -> OptimizeR
     return replace(best, x=theta, fun=f, grad=g, hess=h)
 
 
-def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0, spike=None) -> FitResult:
+def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0, spike=None,
+            rows: bool = True) -> FitResult:
+    """The fit's result from its best optimum; ``rows=False``: the checks that read every row's log-likelihood
+    (dominating rows, degenerate prompts) are left out (a partitioned fit runs them on its sample)."""
     best = _canonical(spec, problem, best)
     if spike is not None:
         found = degenerate_prompts(spec, problem.lik, spike.x, problem.lik.loglik_rows(spike.x))
@@ -101,9 +104,10 @@ def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_star
         )
     nobs = problem.lik.n
     cov, at_bound, eig = _covariance(spec, best, nobs)
-    pointwise = problem.lik.loglik_rows(best.x)
-    _warn_dominating(spec, pointwise)
-    _warn_degenerate(spec, problem.lik, best.x, pointwise)
+    if rows:
+        pointwise = problem.lik.loglik_rows(best.x)
+        _warn_dominating(spec, pointwise)
+        _warn_degenerate(spec, problem.lik, best.x, pointwise)
     if best.converged:
         message = f"converged in {best.n_iter} {'EM' if method == 'em' else 'Newton'} iterations"
     else:
@@ -129,5 +133,5 @@ def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_star
         n_starts=n_starts,
         at_bound=at_bound,
         info_eigenvalues=eig,
-        loglik_pretrained=float(problem.lik.logf0.sum()) if problem.lik.logf0 is not None else float("nan"),
+        loglik_pretrained=problem.lik.logf0_sum(),
     )

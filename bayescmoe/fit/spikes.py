@@ -110,7 +110,7 @@ def degenerate_prompts(spec: Spec, lik: Likelihood, theta: np.ndarray, pointwise
     sum of their responsibilities, or of their gate weights, over the rows).  Each with the rows it explains
     most (responsibility above 1/2, the largest first)."""
     params = spec.layout.unpack(theta)
-    X, y = lik.D[:, :-1], lik.y
+    X, y = lik.X, lik.y
     weights = mixture_weights(spec, X, params)
     means = prompt_means(spec, X, params)
     nu = np.atleast_1d(np.asarray(params["nu"], float))

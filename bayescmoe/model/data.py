@@ -37,8 +37,8 @@ def _rows(mask: np.ndarray) -> str:
 
 
 def _as_float(value: Any, what: str) -> np.ndarray:
-    try:
-        return np.asarray(value, dtype=float)
+    try:  # aligned: arrays that crossed a pickle 5 transfer (Dask's results) can be unaligned; the kernels refuse them
+        return np.require(np.asarray(value, dtype=float), requirements=["A"])
     except (TypeError, ValueError) as err:
         raise DataError(f"{what} must be numeric: {err}") from None
 

@@ -69,8 +69,8 @@ def compile_mode():
     return get_mode(os.environ.get("BAYESCMOE_MODE", "CVM")).including("local_remove_check_parameter")
 
 
-#: Observations per block when weighting the design for the Hessian's matrix products.
-_CHUNK = 32_768
+#: Rows per chunk of the frozen expert's log-density (computed once per dataset).
+PRETRAINED_CHUNK = 65_536
 #: Observations above which an elementwise kernel splits its loop over threads (OpenMP).
 OPENMP_MINSIZE = 4096
 
@@ -95,7 +95,21 @@ def _function(inputs, outputs, what: str):
             fn = pytensor.function(inputs, outputs, mode=compile_mode(), on_unused_input="ignore")
     _log.debug("compiled %s in %.1f s", what, time.perf_counter() - t0)
     fn.trust_input = True  # every caller passes float64 arrays: skip pytensor's per-call checks (a third of a call)
-    return fn
+    return _Serial(fn)
+
+
+class _Serial:
+    """A compiled function that one thread at a time calls: a pytensor function keeps its inputs and outputs in
+    storage of its own, so two threads calling it at once (Dask's threads, each on a partition) corrupt each
+    other's call.  The kernels split their own loops over cores (OpenMP); the lock costs well under a microsecond.
+    """
+
+    def __init__(self, fn):
+        self.fn, self._lock = fn, threading.Lock()
+
+    def __call__(self, *args):
+        with self._lock:
+            return self.fn(*args)
 
 
 # -- the kernel ----------------------------------------------------------------------------------
@@ -190,16 +204,24 @@ def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_s
     if pre is None:
         return None
     df = pre.df if pre.df is not None else 1.0  # unused by families without df
-    if not pre.mean_from_data and not pre.scale_from_data:
-        with _LOCK:
-            fn = _pretrained_kernel(pre.family, pre.expert)
-        f64 = lambda v: np.asarray(v, dtype=float)  # noqa: E731 - the kernels trust their inputs' types
-        return fn(
-            np.ascontiguousarray(X, dtype=float), f64(y), f64(pre.eta), f64(pre.intercept), f64(pre.scale), f64(df)
+    f64 = lambda v: np.ascontiguousarray(v, dtype=float)  # noqa: E731 - the kernels trust their inputs' types
+    out = np.empty(len(y))
+    # chunk by chunk, like every pass over the rows: no temporary of more than PRETRAINED_CHUNK rows
+    for start in range(0, len(y), PRETRAINED_CHUNK):
+        rows = slice(start, start + PRETRAINED_CHUNK)
+        if not pre.mean_from_data and not pre.scale_from_data:
+            with _LOCK:
+                fn = _pretrained_kernel(pre.family, pre.expert)
+            out[rows] = fn(f64(X[rows]), f64(y[rows]), f64(pre.eta), f64(pre.intercept), f64(pre.scale), f64(df))
+            continue
+        Xr = X[rows]
+        mean = (
+            f0_mean[rows]
+            if pre.mean_from_data
+            else get_expert(pre.expert).numpy(Xr @ np.array(pre.eta) + pre.intercept)
         )
-    mean = f0_mean if pre.mean_from_data else get_expert(pre.expert).numpy(X @ np.array(pre.eta) + pre.intercept)
-    scale = f0_scale if pre.scale_from_data else np.full(len(y), pre.scale)
-    with _LOCK:
-        fn = _pretrained_data_kernel(pre.family)
-    return fn(np.ascontiguousarray(mean, dtype=float), np.asarray(y, dtype=float), np.ascontiguousarray(scale, dtype=float),
-              np.asarray(df, dtype=float))  # fmt: skip
+        scale = f0_scale[rows] if pre.scale_from_data else np.full(len(Xr), pre.scale)
+        with _LOCK:
+            fn = _pretrained_data_kernel(pre.family)
+        out[rows] = fn(f64(mean), f64(y[rows]), f64(scale), f64(df))
+    return out
