@@ -8,7 +8,7 @@ A frozen pre-trained expert ``f0`` mixed with a trainable Gaussian prompt
 
 Everything public is importable from here (MODEL.md section 7): the name of each module's
 ``__all__`` is re-exported below, except those of the internal machinery
-(``bayescmoe.fit.optimize``, ``bayescmoe.studies.executors``) and of the command line.
+(``bayescmoe.fit.optimize``, ``bayescmoe.fit.partitioned``, ``bayescmoe.studies.executors``) and of the command line.
 """
 
 from bayescmoe.exceptions import (

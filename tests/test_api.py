@@ -6,7 +6,7 @@ import pkgutil
 import bayescmoe as bc
 
 #: Internal machinery, documented as such in the modules' docstrings, and the command line.
-INTERNAL = {"bayescmoe.fit.optimize", "bayescmoe.studies.executors", "bayescmoe.cli"}
+INTERNAL = {"bayescmoe.fit.optimize", "bayescmoe.fit.partitioned", "bayescmoe.studies.executors", "bayescmoe.cli"}
 
 
 def internal(name):

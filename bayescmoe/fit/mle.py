@@ -89,6 +89,10 @@ def fit_mle(
         The setting (a name from ``models/`` or a TOML path).
     X : array_like, shape (n, d)
     y : array_like, shape (n,)
+        Or Dask arrays / dataframes partitioned by rows (with ``f0_mean`` and ``f0_scale`` likewise): each Newton
+        pass is summed over the partitions where they live, the multistart runs on a sample of
+        :data:`bayescmoe.fit.partitioned.SAMPLE` rows, and so do the checks for spikes and dominating rows
+        (:mod:`bayescmoe.fit.partitioned`; ``bounds="data"`` is not available).
     init : "multistart", "truth" or dict
         ``"multistart"`` (the default, for real data): ``n_starts`` starts, half from partitions of the data
         (:mod:`bayescmoe.fit.starts`), half random (:func:`random_starts`), each screened by ``SHORT`` Newton

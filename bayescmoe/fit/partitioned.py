@@ -17,7 +17,6 @@ import numpy as np
 
 from bayescmoe.exceptions import FitError
 from bayescmoe.fit.problem import Data, checked_data
-from bayescmoe.model.data import check_data
 from bayescmoe.model.likelihood import Likelihood
 from bayescmoe.model.spec import Spec
 
@@ -47,18 +46,8 @@ def _as_dask_array(v, name: str):
 
 
 def _partition(spec: Spec, X, y, f0_mean, f0_scale) -> Likelihood:
-    """One partition's likelihood, built where the partition lives (its data checked there)."""
-    X, y = check_data(spec, X, y)
-    take = lambda v: None if v is None else np.require(v, dtype=float, requirements=["A", "C"])  # noqa: E731
-    return Likelihood(spec, X, y, take(f0_mean), take(f0_scale))
-
-
-def _value_grad_hess(lik: Likelihood, theta: np.ndarray):
-    return lik.value_grad_hess(theta)
-
-
-def _logf0_sum(lik: Likelihood) -> float:
-    return float(lik.logf0.sum()) if lik.logf0 is not None else float("nan")
+    """One partition's likelihood, built where the partition lives (its data checked there, as in memory)."""
+    return checked_data(spec, X, y, f0_mean, f0_scale).likelihood(spec)
 
 
 class PartitionedLikelihood:
@@ -87,12 +76,12 @@ class PartitionedLikelihood:
             raise FitError(f"X has {X.shape[1]} columns but the spec {spec.name!r} has dim = {spec.dim}")
         X = X.rechunk({1: -1})
         rows = X.chunks[0]
-        parts = [v.rechunk((rows,) + v.chunks[1:]).to_delayed().ravel() if v is not None else [None] * len(rows)
-                 for v in (y, _as_dask_array(f0_mean, "f0_mean"), _as_dask_array(f0_scale, "f0_scale"))]  # fmt: skip
-        blocks = X.to_delayed().ravel()
         self.spec, self.n, self.rows = spec, int(X.shape[0]), rows
         self.X, self.y = X, y
         self.f0_mean, self.f0_scale = _as_dask_array(f0_mean, "f0_mean"), _as_dask_array(f0_scale, "f0_scale")
+        parts = [v.rechunk((rows,) + v.chunks[1:]).to_delayed().ravel() if v is not None else [None] * len(rows)
+                 for v in (y, self.f0_mean, self.f0_scale)]  # fmt: skip
+        blocks = X.to_delayed().ravel()
         self._parts = dask.persist(*[dask.delayed(_partition)(spec, xb, yb, mb, sb)
                                      for xb, yb, mb, sb in zip(blocks, *parts)])  # fmt: skip
         self._last: tuple[np.ndarray, tuple[float, np.ndarray, np.ndarray]] | None = None
@@ -109,7 +98,7 @@ class PartitionedLikelihood:
             value, grad, hess = self._last[1]
             return value, grad.copy(), hess.copy()
         theta = np.array(theta, dtype=float)
-        done = dask.compute(*[dask.delayed(_value_grad_hess)(part, theta) for part in self._parts])
+        done = dask.compute(*[dask.delayed(Likelihood.value_grad_hess)(part, theta) for part in self._parts])
         value = float(sum(v for v, _, _ in done))
         grad, hess = sum(g for _, g, _ in done), sum(h for _, _, h in done)
         self._last = (theta, (value, grad, hess))
@@ -122,7 +111,7 @@ class PartitionedLikelihood:
     def logf0_sum(self) -> float:
         import dask
 
-        return float(sum(dask.compute(*[dask.delayed(_logf0_sum)(part) for part in self._parts])))
+        return float(sum(dask.compute(*[dask.delayed(Likelihood.logf0_sum)(part) for part in self._parts])))
 
     def sample(self, size: int, rng: np.random.Generator) -> Data:
         """``size`` rows drawn without replacement (all rows when there are fewer), as checked in-memory data."""

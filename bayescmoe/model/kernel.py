@@ -205,13 +205,14 @@ def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_s
         return None
     df = pre.df if pre.df is not None else 1.0  # unused by families without df
     f64 = lambda v: np.ascontiguousarray(v, dtype=float)  # noqa: E731 - the kernels trust their inputs' types
+    formula = not pre.mean_from_data and not pre.scale_from_data
+    with _LOCK:
+        fn = _pretrained_kernel(pre.family, pre.expert) if formula else _pretrained_data_kernel(pre.family)
     out = np.empty(len(y))
     # chunk by chunk, like every pass over the rows: no temporary of more than PRETRAINED_CHUNK rows
     for start in range(0, len(y), PRETRAINED_CHUNK):
         rows = slice(start, start + PRETRAINED_CHUNK)
-        if not pre.mean_from_data and not pre.scale_from_data:
-            with _LOCK:
-                fn = _pretrained_kernel(pre.family, pre.expert)
+        if formula:
             out[rows] = fn(f64(X[rows]), f64(y[rows]), f64(pre.eta), f64(pre.intercept), f64(pre.scale), f64(df))
             continue
         Xr = X[rows]
@@ -221,7 +222,5 @@ def pretrained_logp(spec: Spec, X: np.ndarray, y: np.ndarray, f0_mean=None, f0_s
             else get_expert(pre.expert).numpy(Xr @ np.array(pre.eta) + pre.intercept)
         )
         scale = f0_scale[rows] if pre.scale_from_data else np.full(len(Xr), pre.scale)
-        with _LOCK:
-            fn = _pretrained_data_kernel(pre.family)
         out[rows] = fn(f64(mean), f64(y[rows]), f64(scale), f64(df))
     return out
