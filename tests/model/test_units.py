@@ -208,8 +208,11 @@ def reference_cells():
 
 def _expected(cell):
     """A cell where the default was measured below the best known optimum is a strict xfail that says by how much
-    (benchmarks/RESULTS.md): it fails the day the default reaches it, so the record must then be updated."""
-    if cell["relative_gap"] <= 1e-6:
+    (benchmarks/RESULTS.md): it fails the day the default reaches it, so the record must then be updated.  A cell
+    whose recorded default stopped at the iteration limit is no xfail: where such a walk ends depends on rounding
+    (numpy and BLAS builds moved the computers/frozen cells by up to 15 nats), so the test asks that the default
+    reach the best known optimum or say that it did not converge."""
+    if cell["relative_gap"] <= 1e-6 or not cell.get("default_converged", True):
         return cell
     gap = cell["best"] - cell["default"]
     return pytest.param(cell, marks=pytest.mark.xfail(strict=True, reason=f"the default ends {gap:.3g} nats below"))
@@ -230,7 +233,11 @@ def test_the_default_reaches_the_stored_global_optimum(cell):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = bc.ContaminatedMoE(**kwargs).fit(X, y, **fit_kwargs)
-    assert est.fit_.loglik >= cell["best"] - 1e-6 * abs(cell["best"]), (est.fit_.loglik, cell["best"])
+    reached = est.fit_.loglik >= cell["best"] - 1e-6 * abs(cell["best"])
+    if not cell.get("default_converged", True):  # never a local optimum passed off as converged
+        assert reached or not est.fit_.converged, (est.fit_.loglik, cell["best"], est.fit_.message)
+    else:
+        assert reached, (est.fit_.loglik, cell["best"])
 
 
 class _Stored:
