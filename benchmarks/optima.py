@@ -229,7 +229,11 @@ def refresh_default(row):
 def score(row):
     """The best of every reference (a flexmix optimum with a spike excluded, as the estimator excludes them) and
     the default's gap to it."""
-    refs = [row[k]["loglik"] for k in ("random500", "nuts", "earlier_default") if row.get(k) and row[k]["loglik"] is not None]
+    refs = [
+        row[k]["loglik"]
+        for k in ("random500", "nuts", "earlier_default")
+        if row.get(k) and row[k]["loglik"] is not None
+    ]
     if row.get("flexmix") and not row["flexmix"].get("spikes"):
         refs.append(row["flexmix"]["loglik"])
     row["best"] = max([row["default"]["loglik"], *refs])

@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     import dask.array as da
     from distributed import Client
+    from run import start_point
 
     import bayescmoe as bc
-    from run import start_point
 
     warnings.simplefilter("ignore")
     bindir = Path(sys.executable).parent

@@ -84,8 +84,9 @@ def _canonical(spec: Spec, problem: _Problem, best: OptimizeResult) -> OptimizeR
     return replace(best, x=theta, fun=f, grad=g, hess=h)
 
 
-def _result(spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0, spike=None,
-            rows: bool = True) -> FitResult:
+def _result(
+    spec, method, problem: _Problem, best: OptimizeResult, start, n_starts, t0, spike=None, rows: bool = True
+) -> FitResult:
     """The fit's result from its best optimum; ``rows=False``: the checks that read every row's log-likelihood
     (dominating rows, degenerate prompts) are left out (a partitioned fit runs them on its sample)."""
     best = _canonical(spec, problem, best)

@@ -84,7 +84,7 @@ def test_a_fit_on_a_local_cluster_of_two_workers():
     from distributed import Client, LocalCluster
 
     spec = bc.load_spec("laplace_two_prompts")
-    X, y, truth = bc.simulate(spec, 6000, seed=15)
+    X, y, _ = bc.simulate(spec, 6000, seed=15)
     memory = bc.fit_mle(spec, X, y, init="truth")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster):
