@@ -2,6 +2,7 @@
 
     python benchmarks/prompts.py                       # laplace_two_prompts at n = 1e4 and 1e5, 5 timed calls
     python benchmarks/prompts.py --ns 10000 --repeats 3
+    python benchmarks/prompts.py --prompts 3              # laplace_two_prompts with a third prompt (K = 3)
 
 On the same data (simulate(spec, n, seed=0)) and from the same start (the truth perturbed by
 N(0, 0.1^2), seeded, as benchmarks/run.py does), each method's median wall time after one untimed call
@@ -29,6 +30,24 @@ sys.path.insert(0, str(HERE))
 from run import machine, start_point  # noqa: E402
 
 SPEC = "laplace_two_prompts"
+
+
+def three_prompts():
+    """laplace_two_prompts with a third tanh prompt whose gate opens along x1 + x2 (beta (1.5, 1.5), tau -1) and
+    whose mean (eta (0.8, 0.8)) and variance (0.9) differ from the other two."""
+    import tomllib
+
+    import bayescmoe as bc
+
+    data = tomllib.loads((HERE.parent / "models" / f"{SPEC}.toml").read_text())
+    data["name"] = "laplace_three_prompts"
+    data["prompts"].append({"expert": "tanh"})
+    truth = data["truth"]
+    truth["beta"].append([1.5, 1.5])
+    truth["tau"].append(-1.0)
+    truth["eta"].append([0.8, 0.8])
+    truth["nu"] = [0.1, 0.4, 0.9]
+    return bc.spec_from_dict(data)
 
 
 def pymc_user_model(spec, X, y):
@@ -77,8 +96,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ns", default="10000,100000")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--prompts", type=int, choices=(2, 3), default=2)
+    parser.add_argument("--out", default=None, help="default benchmarks/results/prompts.json (K = 3: prompts3.json)")
     args = parser.parse_args(argv)
-    spec = bc.load_spec(SPEC)
+    spec = bc.load_spec(SPEC) if args.prompts == 2 else three_prompts()
     methods = {"fit_mle": run_fit_mle, "find_MAP": run_find_map}
     rows = []
     for n in (int(v) for v in args.ns.split(",")):
@@ -91,7 +112,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 params[m] = f(spec, X, y, start)
                 times[m].append(time.perf_counter() - t0)
-        row = {"spec": SPEC, "n": n}
+        row = {"spec": spec.name, "n": n}
         for m in methods:
             row[m] = {"median_s": statistics.median(times[m]), "times_s": times[m],
                       "loglik": bc.loglik(spec, X, y, params[m])}  # fmt: skip
@@ -100,7 +121,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"n={n}: fit_mle {row['fit_mle']['median_s']:.3f} s, find_MAP {row['find_MAP']['median_s']:.3f} s "
               f"({row['ratio']:.1f}x); loglik fit_mle - find_MAP = {row['loglik_gap']:+.3g}", flush=True)  # fmt: skip
-    out = HERE / "results" / "prompts.json"
+    out = Path(args.out) if args.out else HERE / "results" / ("prompts.json" if args.prompts == 2 else "prompts3.json")
     out.write_text(json.dumps({"machine": machine(), "command": " ".join(["python"] + sys.argv), "rows": rows},
                               indent=2) + "\n")  # fmt: skip
     print(f"wrote {out}")
