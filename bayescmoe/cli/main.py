@@ -51,14 +51,26 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayescmoe`` console script."""
     args = build_parser().parse_args(argv)
+    log, handler, before = logging.getLogger("bayescmoe"), None, None
     if not getattr(args, "json", False):  # progress on stderr; quiet under --json
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("bayescmoe: %(message)s"))
-        log = logging.getLogger("bayescmoe")
+        before = (log.level, log.propagate)
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-    warnings.showwarning = _one_line_warnings
+    showwarning, warnings.showwarning = warnings.showwarning, _one_line_warnings
+    try:
+        return _run(args)
+    finally:  # a caller in the same process (a notebook, the tests) gets its logging and warnings back
+        warnings.showwarning = showwarning
+        if handler is not None:
+            log.removeHandler(handler)
+            log.setLevel(before[0])
+            log.propagate = before[1]
+
+
+def _run(args) -> int:
     try:
         from bayescmoe.exceptions import BayescmoeError
 
