@@ -6,8 +6,8 @@
 
 On the same data (simulate(spec, n, seed=0)) and from the same start (the truth perturbed by
 N(0, 0.1^2), seeded, as benchmarks/run.py does), each method's median wall time after one untimed call
-(compilation) and the log-likelihood it reached, scored by bayescmoe.loglik.  The PyMC model is written
-as a user would: a pm.Mixture of the frozen Laplace expert and two Normal prompts, softmax weights with
+(compilation), each timed call after a rest of PAUSE seconds, and the log-likelihood it reached, scored by
+bayescmoe.loglik.  The PyMC model is written as a user would: a pm.Mixture of the frozen Laplace expert and two Normal prompts, softmax weights with
 the frozen expert's logit 0, flat priors; find_MAP with its defaults (L-BFGS-B, jitter off).
 Results in benchmarks/results/prompts.json.
 """
@@ -30,6 +30,10 @@ sys.path.insert(0, str(HERE))
 from run import machine, start_point  # noqa: E402
 
 SPEC = "laplace_two_prompts"
+#: Seconds of rest before each timed call: OpenBLAS's and OpenMP's idle threads spin for a while after a call, and a
+#: call timed right after the other method's on 2 cores shared them with those threads (K = 2, n = 1e4: fit_mle
+#: 0.046 s after find_MAP with 2 BLAS threads, 0.023 s with OPENBLAS_NUM_THREADS=1).
+PAUSE = 0.5
 
 
 def three_prompts():
@@ -109,6 +113,7 @@ def main(argv=None) -> int:
         times = {m: [] for m in methods}
         for _ in range(args.repeats):
             for m, f in methods.items():
+                time.sleep(PAUSE)  # the other method's spinning BLAS / OpenMP threads go to sleep first
                 t0 = time.perf_counter()
                 params[m] = f(spec, X, y, start)
                 times[m].append(time.perf_counter() - t0)

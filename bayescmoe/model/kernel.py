@@ -77,8 +77,9 @@ OPENMP_MINSIZE = 4096
 #: own -O3, pinned so that a session that compiles other graphs at another level (the test suite builds PyMC's at -O1
 #: to compile faster) computes the estimators' numbers as a user does.  Measured on the derivative kernel of three
 #: prompts: cold compile 15.5 s at -O3, 8.5 s at -O1 and 3 s at -O0; a pass over 1e5 rows 45, 45 and 85 ms.  -O1 is
-#: not the default because it moves the rounding, and one multistart on a tanh prompt then ends 0.8 nats lower
-#: (tests/model/test_units.py, the equivariance test): benchmarks/RESULTS.md, "Compiling the kernels".
+#: not the default because it moves the rounding, and one multistart on a tanh prompt then ends at another optimum
+#: in one of two units (0.8 nats higher: the multistart misses it at -O3, in both units alike; tests/model/test_units.py,
+#: the equivariance test): benchmarks/RESULTS.md, "The test suite's time".
 OPTIMIZE = "-O3"
 
 
