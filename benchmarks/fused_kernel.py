@@ -18,8 +18,6 @@ import math
 import numba
 import numpy as np
 
-__all__: list[str] = []
-
 #: Expert codes of the fused kernel, in the order of its ``if`` chain.
 EXPERT_CODES = {"linear": 0, "tanh": 1, "sigmoid": 2, "gelu": 3, "relu": 4}
 
@@ -48,6 +46,16 @@ def _expert(code, u):
     if u > 0.0:
         return u, 1.0, 0.0
     return 0.0, 0.0, 0.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _prompt_pair(rj, rk, sj, sk, hjj, same):
+    """d2l in channels of prompts j and k with scores sj, sk: -r_j r_k s_j s_k, plus r_j (H_j + s_j s_k) when
+    j = k (H_j the prompt's own second derivative in the two channels)."""
+    value = -rj * rk * sj * sk
+    if same:
+        value += rj * (hjj + sj * sk)
+    return value
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -164,32 +172,16 @@ def derivatives(Z, U, V, y, logf0, experts, softmax, pretrained, out):
                 factor = r[c] * (dlw[c, g] - first[g])
                 out[row + G + k, i] = factor * su[k]
                 out[row + G + K + k, i] = factor * sv[k]
-        for j in range(K):  # u_j with u_k, v_k (k >= j for u; every k for v)
-            a = G + j
-            row = base + a * C - (a * (a - 1)) // 2 - a
+        for j in range(K):  # u_j with u_k (k >= j) and v_k (every k); v_j with v_k (k >= j)
             rj = r[j + pretrained]
-            for k in range(j, K):
-                rk = r[k + pretrained]
-                val = -rj * rk * su[j] * su[k]
-                if k == j:
-                    val += rj * (huu[j] + su[j] * su[j])
-                out[row + G + k, i] = val
+            uj = base + (G + j) * C - ((G + j) * (G + j - 1)) // 2 - (G + j)
+            vj = base + (G + K + j) * C - ((G + K + j) * (G + K + j - 1)) // 2 - (G + K + j)
             for k in range(K):
                 rk = r[k + pretrained]
-                val = -rj * rk * su[j] * sv[k]
-                if k == j:
-                    val += rj * (huv[j] + su[j] * sv[j])
-                out[row + G + K + k, i] = val
-        for j in range(K):  # v_j with v_k, k >= j
-            a = G + K + j
-            row = base + a * C - (a * (a - 1)) // 2 - a
-            rj = r[j + pretrained]
-            for k in range(j, K):
-                rk = r[k + pretrained]
-                val = -rj * rk * sv[j] * sv[k]
-                if k == j:
-                    val += rj * (hvv[j] + sv[j] * sv[j])
-                out[row + G + K + k, i] = val
+                if k >= j:
+                    out[uj + G + k, i] = _prompt_pair(rj, rk, su[j], su[k], huu[j], k == j)
+                    out[vj + G + K + k, i] = _prompt_pair(rj, rk, sv[j], sv[k], hvv[j], k == j)
+                out[uj + G + K + k, i] = _prompt_pair(rj, rk, su[j], sv[k], huv[j], k == j)
 
 
 class FusedKernel:
