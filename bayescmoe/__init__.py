@@ -119,7 +119,7 @@ from bayescmoe.studies.widening import (
     params_at_delta,
     widening,
 )
-from bayescmoe.theory.dendrogram import Dendrogram, Level, dissimilarity, merge_atoms, prompt_atoms, select_prompts
+from bayescmoe.theory.dendrogram import Dendrogram, Level, dissimilarity, merge_atoms, select_prompts
 from bayescmoe.theory.identifiability import (
     DistinguishabilityResult,
     FisherInformation,
@@ -137,7 +137,15 @@ from bayescmoe.theory.losses import GRID, N_X, WIDTH, evaluate_losses, hellinger
 from bayescmoe.theory.minimax import DEFAULT_DELTAS, PAPER_EXPONENTS, LeastFavourable, LossExponent, least_favourable
 from bayescmoe.theory.mtm import PosteriorPrompts, atom_distance, merge_truncate_merge, posterior_prompts
 from bayescmoe.theory.rates import STRONGLY_IDENTIFIABLE, Rate, theoretical_rates
-from bayescmoe.theory.voronoi import CELL_POWER, R_EXPONENT, VoronoiLoss, cell_errors, voronoi_cells, voronoi_loss
+from bayescmoe.theory.voronoi import (
+    CELL_POWER,
+    R_EXPONENT,
+    VoronoiLoss,
+    cell_errors,
+    prompt_atoms,
+    voronoi_cells,
+    voronoi_loss,
+)
 
 __version__ = "0.2.0"
 

@@ -149,8 +149,14 @@ class Units:
 
     def standard_params(self, spec: Spec, params: dict[str, Any]) -> dict[str, Any]:
         """The inverse of :meth:`params`: parameters in the user's units, in standardised ones."""
+        return spec.layout.unpack(self.to_standard(spec, spec.layout.pack(params)))
+
+    def to_standard(self, spec: Spec, flat: np.ndarray) -> np.ndarray:
+        """The inverse of the affine map on the layout's flat vectors, one (p,) or many (S, p): from the user's
+        units to standardised ones."""
         offset, A = self.jacobian(spec)
-        return spec.layout.unpack(np.linalg.solve(A, spec.layout.pack(params) - offset))
+        flat = np.asarray(flat, float)
+        return np.linalg.solve(A, (flat - offset).T).T
 
 
 def _like(template: Any, value: np.ndarray):

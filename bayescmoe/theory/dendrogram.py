@@ -28,15 +28,15 @@ on the data's units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.model.likelihood import loglik
 from bayescmoe.model.spec import Spec
+from bayescmoe.theory.voronoi import prompt_atoms
 
-__all__ = ["Dendrogram", "Level", "select_prompts", "dissimilarity", "merge_atoms", "prompt_atoms"]
+__all__ = ["Dendrogram", "Level", "select_prompts", "dissimilarity", "merge_atoms"]
 
 _NAMES = ("beta", "tau", "eta", "b", "nu")
 
@@ -108,23 +108,6 @@ class Dendrogram:
         return ax
 
 
-def prompt_atoms(spec: Spec, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The prompts as atoms: ``beta``, ``eta`` (K, d), ``tau``, ``b``, ``nu`` (K,), zeros where ``spec`` has no such
-    parameter (constant gating, no intercept, a fixed variance)."""
-    K, d = spec.K, spec.dim
-    out = {}
-    for name in _NAMES:
-        if name in params:
-            out[name] = (
-                np.asarray(params[name], float).reshape(K, -1)
-                if name in ("beta", "eta")
-                else np.asarray(params[name], float).reshape(K)
-            )
-        else:
-            out[name] = np.zeros((K, d)) if name in ("beta", "eta") else np.zeros(K)
-    return out
-
-
 def dissimilarity(atoms: dict[str, np.ndarray], i: int, j: int) -> float:
     """d(i, j) of the module docstring."""
     w = np.exp(atoms["tau"])
@@ -181,7 +164,7 @@ def select_prompts(fit, X, y, *, f0_mean=None, f0_scale=None, omega: float | Non
     spec, params = (fit.standard.spec, fit.standard.params) if standardised else (user, fit.params)
     n = len(y)
     omega = float(np.log(n)) if omega is None else float(omega)
-    atoms = prompt_atoms(spec, params)
+    atoms = prompt_atoms(params)
     if not spec.has_pretrained:  # the translation that makes the weights sum to one (module docstring)
         atoms["tau"] = atoms["tau"] - np.log(np.exp(atoms["tau"]).sum())
     levels = []

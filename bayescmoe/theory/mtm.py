@@ -41,7 +41,7 @@ import numpy as np
 
 from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.model.spec import Spec
-from bayescmoe.theory.dendrogram import prompt_atoms
+from bayescmoe.theory.voronoi import prompt_atoms
 
 __all__ = ["merge_truncate_merge", "posterior_prompts", "PosteriorPrompts", "atom_distance"]
 
@@ -57,7 +57,7 @@ def merge_truncate_merge(weights: Any, atoms: dict[str, np.ndarray], eps: float,
     """The three steps of the module docstring on one mixing measure; returns the final weight of each atom
     (0 for the atoms merged away or truncated), so that ``(result > 0).sum()`` is the estimated number of prompts.
 
-    ``weights`` (K,) and ``atoms`` (:func:`bayescmoe.theory.dendrogram.prompt_atoms`) describe the measure.
+    ``weights`` (K,) and ``atoms`` (:func:`bayescmoe.theory.voronoi.prompt_atoms`) describe the measure.
     """
     w = np.asarray(weights, dtype=float)
     if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -159,17 +159,15 @@ class PosteriorPrompts:
 
 
 def _standardise_draws(spec: Spec, X, y, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Draws in the data's units, in standardised ones (the affine map of :class:`~bayescmoe.model.units.Units`)."""
+    """Draws in the data's units, in standardised ones (:meth:`~bayescmoe.model.units.Units.to_standard`)."""
     from bayescmoe.model.units import Units
 
     X = np.asarray(X, float)
     units = Units.of(spec, X[:, None] if X.ndim == 1 else X, np.asarray(y, float))
-    offset, A = units.jacobian(spec)
     lay = spec.layout
     S = next(iter(arrays.values())).shape[0]
     flat = np.array([lay.pack({k: v[s] for k, v in arrays.items()}) for s in range(S)])
-    standard = np.linalg.solve(A, (flat - offset).T).T
-    rows = [lay.unpack(theta) for theta in standard]
+    rows = [lay.unpack(theta) for theta in units.to_standard(spec, flat)]
     return {name: np.array([row[name] for row in rows]) for name in arrays}
 
 
@@ -208,7 +206,7 @@ def posterior_prompts(
     S = next(iter(arrays.values())).shape[0]
     kept, weights, nearest = np.empty(S, dtype=int), np.empty((S, spec.K)), np.empty((S, spec.K))
     for s in range(S):
-        atoms = prompt_atoms(spec, {k: v[s] for k, v in arrays.items()})
+        atoms = prompt_atoms({k: v[s] for k, v in arrays.items()})
         w = np.exp(atoms["tau"])
         if not spec.has_pretrained:
             w = w / w.sum()

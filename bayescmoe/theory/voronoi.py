@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["R_EXPONENT", "CELL_POWER", "VoronoiLoss", "voronoi_loss", "voronoi_cells", "cell_errors"]
+__all__ = ["R_EXPONENT", "CELL_POWER", "VoronoiLoss", "voronoi_loss", "voronoi_cells", "cell_errors", "prompt_atoms"]
 
 #: r(M) of 2305.03288 (the smallest r for which its system of polynomial equations has only the trivial
 #: solution), for a cell of M fitted prompts.
@@ -58,21 +58,18 @@ class VoronoiLoss:
         return float(sum(abs(a - b) for a, b in zip(self.cell_weight, self.true_weight)))
 
 
-def _rows(value, K: int) -> np.ndarray:
-    """(K, m) array of a parameter given per prompt (vectors or scalars)."""
-    a = np.asarray(value, dtype=float)
-    return a.reshape(K, -1)
-
-
-def _atoms(params: dict[str, Any], K: int) -> dict[str, np.ndarray]:
-    zero = np.zeros((K, 1))
-    return {
-        "beta": _rows(params["beta"], K) if "beta" in params else np.zeros((K, 0)),
-        "tau": _rows(params["tau"], K)[:, 0],
-        "eta": _rows(params["eta"], K) if "eta" in params else zero,
-        "b": _rows(params["b"], K) if "b" in params else zero,
-        "nu": _rows(params["nu"], K) if "nu" in params else zero,
-    }
+def prompt_atoms(params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The prompts of ``params`` (any number K of them, counted by ``tau``) as the atoms of a mixing measure:
+    ``beta``, ``eta`` (K, m) and ``tau``, ``b``, ``nu`` (K,); a parameter the model does not have (constant
+    gating, a fixed variance, no intercept) is zeros, with no columns for ``beta`` and ``eta``."""
+    K = _count(params)
+    out = {}
+    for name in ("beta", "tau", "eta", "b", "nu"):
+        if name in ("beta", "eta"):
+            out[name] = np.asarray(params[name], float).reshape(K, -1) if name in params else np.zeros((K, 0))
+        else:
+            out[name] = np.asarray(params[name], float).reshape(K) if name in params else np.zeros(K)
+    return out
 
 
 def _count(params: dict[str, Any]) -> int:
@@ -81,7 +78,7 @@ def _count(params: dict[str, Any]) -> int:
 
 def voronoi_cells(fit: dict[str, np.ndarray], true: dict[str, np.ndarray]) -> list[tuple[int, ...]]:
     """The fitted prompts in each true prompt's Voronoi cell (stacked (beta, eta, b, nu); ties to the lowest j)."""
-    stack = lambda a: np.hstack([a["beta"], a["eta"], a["b"], a["nu"]])  # noqa: E731
+    stack = lambda a: np.hstack([a["beta"], a["eta"], a["b"][:, None], a["nu"][:, None]])  # noqa: E731
     theta, theta_true = stack(fit), stack(true)
     distance = np.linalg.norm(theta[:, None, :] - theta_true[None, :, :], axis=2)
     nearest = np.argmin(distance, axis=1)  # argmin takes the first of equal distances: the lowest j
@@ -105,8 +102,8 @@ def _loss(fit, true) -> tuple[float, list[tuple[int, ...]], list[int]]:
                 unscored.append(j)
                 continue
             for k in cell:
-                slow = np.linalg.norm(np.concatenate([fit["beta"][k] - true["beta"][j], fit["b"][k] - true["b"][j]]))
-                fast = np.linalg.norm(np.concatenate([fit["eta"][k] - true["eta"][j], fit["nu"][k] - true["nu"][j]]))
+                slow = np.linalg.norm(np.r_[fit["beta"][k] - true["beta"][j], fit["b"][k] - true["b"][j]])
+                fast = np.linalg.norm(np.r_[fit["eta"][k] - true["eta"][j], fit["nu"][k] - true["nu"][j]])
                 total += weight[k] * (slow**r + fast ** (r / 2))
     return (np.nan if unscored else float(total)), cells, unscored
 
@@ -138,7 +135,7 @@ def voronoi_loss(spec, params: dict[str, Any], truth: dict[str, Any]) -> Voronoi
     K, K_true = _count(params), _count(truth)
     if K_true > K:
         raise ValueError(f"the truth has {K_true} prompts and the fit {K}: the Voronoi loss needs K* <= K")
-    fit, true = _atoms(params, K), _atoms(truth, K_true)
+    fit, true = prompt_atoms(params), prompt_atoms(truth)
     d = fit["beta"].shape[1]
     t = np.zeros(d + 1)
     if not spec_has_pretrained(spec):
