@@ -277,9 +277,9 @@ def compare_prompts(
                 report("K = 0")
             continue
 
-        def model(K=K):
+        def model(K=K, frozen=None):
             return ContaminatedMoE(
-                pretrained=_Predictions(),
+                pretrained=_Predictions() if frozen is None else frozen,
                 family=family,
                 scale=scale,
                 df=df,
@@ -299,12 +299,10 @@ def compare_prompts(
                 heldout[part] = est.score_samples(X[part], y[part], f0_mean=mean[part])
                 caught += [f"fold {f + 1}: {w}" for w in est.fit_.warnings]
                 report(f"K = {K} fold")
-            full = model().fit(X, y, f0_mean=mean)
+            # the model kept for the caller predicts with the frozen model itself (its predictions computed once)
+            full = model(frozen=pretrained).fit(X, y, f0_mean=mean)
             caught += [f"all rows: {w}" for w in full.fit_.warnings]
             report(f"K = {K} all rows")
-        if pretrained is not None:  # the model kept for the caller predicts with the frozen model itself
-            full.set_params(pretrained=pretrained)
-            full.pretrained_ = pretrained
         fit, models[K] = full.fit_, full
         row = {"prompts": K, "n_params": fit.n_params, "loglik": fit.loglik, "bic": fit.bic,
                "heldout": float(heldout.mean()), "heldout_se": float(heldout.std(ddof=1) / np.sqrt(len(y))),
