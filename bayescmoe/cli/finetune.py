@@ -42,12 +42,28 @@ def cmd_prompts(args) -> int:
         expert=args.expert, folds=args.folds, posterior=not args.no_posterior, draws=args.draws, tune=args.tune,
         chains=args.chains, seed=args.seed, n_starts=args.n_starts, progress=progress,
     )  # fmt: skip
+    # and from the largest model alone: the dendrogram of its fit, merge-truncate-merge on its posterior
+    K_max = max(args.prompts)
+    largest = choice.models.get(K_max) if K_max >= 2 else None
+    dendrogram = None if largest is None else largest.select_prompts(X, y, f0_mean=mean)
+    mtm = None if largest is None or args.no_posterior else largest.posterior_prompts()
     if args.json:
-        print(json.dumps(_jsonable(choice.to_dict()), indent=2))
+        result = choice.to_dict()
+        if largest is not None:
+            result["one_fit"] = {"K_max": K_max, "dendrogram": dendrogram.to_dict(),
+                                 "merge-truncate-merge": None if mtm is None else mtm.to_dict()}  # fmt: skip
+        print(json.dumps(_jsonable(result), indent=2))
     else:
         print(f"{len(y)} rows, covariates {', '.join(x_columns)}; frozen model: {args.family} around "
               f"{args.f0_mean_column}, scale {args.scale:g}")  # fmt: skip
         print(choice.table())
+        if dendrogram is not None:
+            print(f"\nfrom the fit with {K_max} prompts alone, the dendrogram of mixing measures (arXiv 2510.12744; "
+                  f"its criterion DSC chooses among 2 .. {K_max}):")  # fmt: skip
+            print(dendrogram.table())
+        if mtm is not None:
+            print("\nfrom its posterior, merge-truncate-merge on each draw (Guha, Ho and Nguyen 2021):")
+            print(mtm.table())
     return 0
 
 
@@ -106,7 +122,8 @@ def add_parsers(sub) -> None:
         description="Compare K prompts around a frozen model on the data in a CSV file: its predictions in "
         "--f0-mean-column, its predictive distribution --family with --scale (a normal's variance); "
         "K-fold held-out log score, BIC of the MLE and PSIS-LOO of the NUTS posterior with its Pareto k, "
-        "and the K each chooses. K = 0 is the frozen model alone.",
+        "and the K each chooses. K = 0 is the frozen model alone. From the largest K alone (when it is at least "
+        "2): the dendrogram of its fit's mixing measure and merge-truncate-merge on its posterior.",
     )
     p.add_argument(
         "--data", required=True, help="CSV file with a header: covariates, y and the frozen model's predictions"

@@ -28,6 +28,7 @@ on the data's units.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,15 @@ class Dendrogram:
     chosen: int
     omega: float
     nobs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The levels (K, average log-likelihood, the merge's pair, 1-based, and height, the atoms' parameters as
+        lists), the criterion and the choice: JSON-ready but for NaN heights at K = 1."""
+        levels = [{"K": lv.K, "loglik": lv.loglik, "merged": None if lv.merged is None else [m + 1 for m in lv.merged],
+                   "height": lv.height, "params": {k: np.asarray(v).tolist() for k, v in lv.params.items()}}
+                  for lv in self.levels]  # fmt: skip
+        return {"levels": levels, "dsc": {str(k): v for k, v in self.dsc.items()}, "chosen": self.chosen,
+                "omega": self.omega, "nobs": self.nobs}  # fmt: skip
 
     def table(self) -> str:
         """One line per level: K, its average log-likelihood, the height of its merge, DSC, the choice."""

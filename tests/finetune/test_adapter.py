@@ -296,12 +296,22 @@ def test_cli_prompts_json_and_errors(data, tmp_path):
     path = tmp_path / "target.csv"
     _write(path, X[:1500], y[:1500], frozen.predict(X[:1500]))
     run = [sys.executable, "-m", "bayescmoe.cli", "prompts", "--data", str(path), "--f0-mean-column", "prediction"]
-    out = subprocess.run(run + ["--scale", "0.25", "--prompts", "0,1", "--folds", "2", "--no-posterior", "--json",
+    out = subprocess.run(run + ["--scale", "0.25", "--prompts", "0,1,2", "--folds", "2", "--no-posterior", "--json",
                                 "--n-starts", "3"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["choice"] == {"held-out log score": 1, "BIC": 1}
-    assert [r["prompts"] for r in result["rows"]] == [0, 1]
+    rows = result["rows"]
+    assert [r["prompts"] for r in rows] == [0, 1, 2]
+    # the dendrogram of the K = 2 fit: its top level is that fit, its merged level a 1-prompt model, which
+    # cannot beat the 1-prompt MLE; no posterior, so no merge-truncate-merge
+    one = result["one_fit"]
+    assert one["K_max"] == 2 and one["merge-truncate-merge"] is None
+    top, merged = one["dendrogram"]["levels"]
+    assert (top["K"], merged["K"], top["merged"]) == (2, 1, [1, 2])
+    assert top["loglik"] * 1500 == pytest.approx(rows[2]["loglik"], rel=1e-9)
+    assert merged["loglik"] * 1500 <= rows[1]["loglik"] + 1e-6
+    assert one["dendrogram"]["chosen"] == 2  # DSC chooses among 2 .. K_max
     for bad, message in ((["--scale", "-1"], "positive number"), (["--scale", "0.25", "--prompts", "a"], "prompts")):
         out = subprocess.run(run + bad, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr
