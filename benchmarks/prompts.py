@@ -3,6 +3,7 @@
     python benchmarks/prompts.py                       # laplace_two_prompts at n = 1e4 and 1e5, 5 timed calls
     python benchmarks/prompts.py --ns 10000 --repeats 3
     python benchmarks/prompts.py --prompts 3              # laplace_two_prompts with a third prompt (K = 3)
+    python benchmarks/prompts.py --seeds 6 --repeats 3    # 6 datasets and starts (seeds 0..5) at each n
 
 On the same data (simulate(spec, n, seed=0)) and from the same start (the truth perturbed by
 N(0, 0.1^2), seeded, as benchmarks/run.py does), each method's median wall time after one untimed call
@@ -101,14 +102,17 @@ def main(argv=None) -> int:
     parser.add_argument("--ns", default="10000,100000")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompts", type=int, choices=(2, 3), default=2)
-    parser.add_argument("--out", default=None, help="default benchmarks/results/prompts.json (K = 3: prompts3.json)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="datasets and starts per n, seeds 0 .. SEEDS-1 of simulate and of the start (default 1)")  # fmt: skip
+    parser.add_argument("--out", default=None, help="default benchmarks/results/prompts.json (K = 3: prompts3.json; "
+                        "with --seeds, prompts_seeds.json, prompts3_seeds.json)")  # fmt: skip
     args = parser.parse_args(argv)
     spec = bc.load_spec(SPEC) if args.prompts == 2 else three_prompts()
     methods = {"fit_mle": run_fit_mle, "find_MAP": run_find_map}
     rows = []
-    for n in (int(v) for v in args.ns.split(",")):
-        X, y, _ = bc.simulate(spec, n, seed=0)
-        start = start_point(spec, n)
+    for n, seed in ((int(v), s) for v in args.ns.split(",") for s in range(args.seeds)):
+        X, y, _ = bc.simulate(spec, n, seed=seed)
+        start = start_point(spec, n, seed=seed)
         params = {m: f(spec, X, y, start) for m, f in methods.items()}  # compile, warm the caches
         times = {m: [] for m in methods}
         for _ in range(args.repeats):
@@ -117,18 +121,30 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 params[m] = f(spec, X, y, start)
                 times[m].append(time.perf_counter() - t0)
-        row = {"spec": spec.name, "n": n}
+        row = {"spec": spec.name, "n": n, "seed": seed}
         for m in methods:
             row[m] = {"median_s": statistics.median(times[m]), "times_s": times[m],
                       "loglik": bc.loglik(spec, X, y, params[m])}  # fmt: skip
         row["ratio"] = row["find_MAP"]["median_s"] / row["fit_mle"]["median_s"]
         row["loglik_gap"] = row["fit_mle"]["loglik"] - row["find_MAP"]["loglik"]
         rows.append(row)
-        print(f"n={n}: fit_mle {row['fit_mle']['median_s']:.3f} s, find_MAP {row['find_MAP']['median_s']:.3f} s "
-              f"({row['ratio']:.1f}x); loglik fit_mle - find_MAP = {row['loglik_gap']:+.3g}", flush=True)  # fmt: skip
-    out = Path(args.out) if args.out else HERE / "results" / ("prompts.json" if args.prompts == 2 else "prompts3.json")
-    out.write_text(json.dumps({"machine": machine(), "command": " ".join(["python"] + sys.argv), "rows": rows},
-                              indent=2) + "\n")  # fmt: skip
+        print(f"n={n} seed {seed}: fit_mle {row['fit_mle']['median_s']:.3f} s, find_MAP "
+              f"{row['find_MAP']['median_s']:.3f} s ({row['ratio']:.1f}x); loglik fit_mle - find_MAP = "
+              f"{row['loglik_gap']:+.3g}", flush=True)  # fmt: skip
+    summary = {}
+    for n in sorted({r["n"] for r in rows}):
+        at = [r for r in rows if r["n"] == n]
+        total = {m: sum(r[m]["median_s"] for r in at) for m in methods}
+        summary[str(n)] = {"seeds": len(at), "median_ratio": statistics.median(r["ratio"] for r in at),
+                           "ratio_of_totals": total["find_MAP"] / total["fit_mle"], "total_s": total}  # fmt: skip
+        if len(at) > 1:
+            print(f"n={n}, {len(at)} seeds: ratio median {summary[str(n)]['median_ratio']:.1f}x, of the totals "
+                  f"{summary[str(n)]['ratio_of_totals']:.1f}x (fit_mle {total['fit_mle']:.2f} s, find_MAP "
+                  f"{total['find_MAP']:.2f} s)")  # fmt: skip
+    name = ("prompts" if args.prompts == 2 else "prompts3") + ("_seeds" if args.seeds > 1 else "")
+    out = Path(args.out) if args.out else HERE / "results" / f"{name}.json"
+    out.write_text(json.dumps({"machine": machine(), "command": " ".join(["python"] + sys.argv), "rows": rows,
+                               "summary": summary}, indent=2) + "\n")  # fmt: skip
     print(f"wrote {out}")
     return 0
 
