@@ -7,8 +7,10 @@ pytensor's autodiff kernel to 5.5e-12 relative on 9 structures (softmax and cons
 frozen expert, K = 1..3, every expert), but it is not the tens of ns a row hoped for: 94 / 149 / 221 ns a row at
 K = 1 / 2 / 3 single-threaded (the numba function alone), against pytensor's 82 / 256 / 466 with one thread and
 47 / 125 / 260 with two.  Rows of the outputs 4 KiB apart cost 15x in a bare write loop (fixed by the stride
-below) but did not move this kernel; numba's error_model="numpy" did not either.  Where its time goes is not
-found yet (next: a per-section timing, scalar temporaries instead of scratch arrays, prange over two threads).
+below) but did not move this kernel; numba's error_model="numpy" did not either.  Where its time goes (later the
+same day, benchmarks/RESULTS.md): not the layout (row-major outputs ran the same); the transcendentals are scalar
+(4 exp and 2 log a row, 23.7 ns in a Numba loop against 7.1 in numpy's SIMD ones) and so is the arithmetic on the
+per-prompt scratch arrays: the rows would have to go in SIMD lanes.
 """
 
 from __future__ import annotations
