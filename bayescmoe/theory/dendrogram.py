@@ -35,11 +35,9 @@ import numpy as np
 from bayescmoe.exceptions import BayescmoeError
 from bayescmoe.model.likelihood import loglik
 from bayescmoe.model.spec import Spec
-from bayescmoe.theory.voronoi import prompt_atoms
+from bayescmoe.theory.voronoi import ATOM_NAMES, prompt_atoms
 
 __all__ = ["Dendrogram", "Level", "select_prompts", "dissimilarity", "merge_atoms"]
-
-_NAMES = ("beta", "tau", "eta", "b", "nu")
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ def merge_atoms(atoms: dict[str, np.ndarray], i: int, j: int) -> dict[str, np.nd
 def _level_params(spec: Spec, atoms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The atoms as the parameters of a len(atoms)-prompt model: without a frozen expert, translated so that
     atom 1 is the gate's reference again (the likelihood does not change under the translation)."""
-    out = {name: atoms[name].copy() for name in _NAMES if name in spec.param_names}
+    out = {name: atoms[name].copy() for name in ATOM_NAMES if name in spec.param_names}
     if not spec.has_pretrained:
         out["beta"] = out["beta"] - out["beta"][0]
         out["tau"] = out["tau"] - out["tau"][0]

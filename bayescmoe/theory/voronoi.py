@@ -58,13 +58,17 @@ class VoronoiLoss:
         return float(sum(abs(a - b) for a, b in zip(self.cell_weight, self.true_weight)))
 
 
+#: The parameters of an atom of the mixing measure, in the order of :func:`prompt_atoms`.
+ATOM_NAMES = ("beta", "tau", "eta", "b", "nu")
+
+
 def prompt_atoms(params: dict[str, Any]) -> dict[str, np.ndarray]:
     """The prompts of ``params`` (any number K of them, counted by ``tau``) as the atoms of a mixing measure:
     ``beta``, ``eta`` (K, m) and ``tau``, ``b``, ``nu`` (K,); a parameter the model does not have (constant
     gating, a fixed variance, no intercept) is zeros, with no columns for ``beta`` and ``eta``."""
     K = _count(params)
     out = {}
-    for name in ("beta", "tau", "eta", "b", "nu"):
+    for name in ATOM_NAMES:
         if name in ("beta", "eta"):
             out[name] = np.asarray(params[name], float).reshape(K, -1) if name in params else np.zeros((K, 0))
         else:
