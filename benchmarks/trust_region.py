@@ -1,6 +1,6 @@
 """An experiment for issue 22, item 4 (not used by the package): projected Newton with a trust region.
 
-    python benchmarks/trust_region.py            # both methods: 6 seeds x K = 2, 3 x n = 1e4, 1e5, then 3 real cells
+    python benchmarks/trust_region.py            # both methods: 6 seeds x K = 2, 3 x n = 1e4, 1e5, then 4 real cells
 
 bayescmoe.fit.optimize.newton_box halves a refused step along the saddle-free Newton direction.  Here a refused
 step is instead shortened in a Euclidean trust region on the free variables (the least-damped step
@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bayescmoe.fit.optimize import OptimizeResult, Status, _descend, _negative_curvature  # noqa: E402
+from bayescmoe.fit.optimize import OptimizeResult, Status, _leave_saddle  # noqa: E402
 
 
 class _Quadratic:
@@ -91,26 +91,6 @@ def _new_radius(radius, length, actual, predicted, resolvable):
     return radius
 
 
-#: A stationary point whose Hessian, scaled to a unit diagonal over the free variables, has an eigenvalue
-#: below minus this is a saddle, not a minimum: the method leaves it along that eigenvector.
-SADDLE = 1e-6
-
-
-def _new_radius(radius, length, actual, predicted, resolvable):
-    """The trust radius after an accepted step: a quarter of the step when the model predicted the decrease
-    poorly (ratio below 1/4), twice the radius when it predicted it well (above 3/4) at the full radius; unchanged
-    when the predicted decrease is below what floating point resolves in f (the ratio is then rounding, and
-    shrinking on it would stall a walk along a flat valley)."""
-    if predicted <= resolvable:
-        return radius
-    ratio = actual / predicted
-    if ratio < 0.25:
-        return length / 4.0
-    if ratio > 0.75 and length >= 0.99 * radius:
-        return 2.0 * radius
-    return radius
-
-
 def newton_box_trust(
     fun_grad_hess: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     fun: Callable[[np.ndarray], float],
@@ -137,17 +117,11 @@ def newton_box_trust(
         d = model.step()
         decrement = -float(g @ d) / 2.0
         if decrement <= tol * max(1.0, abs(f)):
-            d = _negative_curvature(H, ~held)
-            if d is None:
+            left, evaluations = _leave_saddle(fun_grad_hess, fun, x, f, g, H, ~held, lower, upper)
+            n_fev += evaluations
+            if left is None:
                 return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
-            d = -d if g @ d > 0 else d  # a saddle: leave it along its steepest way down (never uphill)
-            found = _descend(fun, x, f, d, lower, upper)
-            n_fev += found[2]
-            if found[0] is None:  # the curvature is there but no step along it lowers f: a flat saddle
-                return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
-            x = found[0]
-            f, g, H = fun_grad_hess(x)
-            n_fev += 1
+            x, f, g, H = left
             continue
         newton, accepted = model.length(), False
         while not accepted:

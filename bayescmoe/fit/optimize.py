@@ -104,6 +104,20 @@ def _descend(fun, x, f, d, lower, upper):
     return best, best_f, n
 
 
+def _leave_saddle(fun_grad_hess, fun, x, f, g, H, free, lower, upper):
+    """Where the Newton decrement is negligible: ``(None, evaluations)`` at a minimum, or at a flat saddle (the
+    curvature is there but no step along it lowers f); else ``((x, f, g, H), evaluations)`` at a lower point along
+    the direction of most negative curvature, taken its steepest way down (never uphill)."""
+    d = _negative_curvature(H, free)
+    if d is None:
+        return None, 0
+    d = -d if g @ d > 0 else d
+    x_new, _, evaluations = _descend(fun, x, f, d, lower, upper)
+    if x_new is None:
+        return None, evaluations
+    return (x_new, *fun_grad_hess(x_new)), evaluations + 1
+
+
 def newton_box(
     fun_grad_hess: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     fun: Callable[[np.ndarray], float],
@@ -158,17 +172,11 @@ def newton_box(
         d = _newton_direction(g, H, ~held, eig_floor)
         decrement = -float(g @ d) / 2.0
         if decrement <= tol * max(1.0, abs(f)):
-            d = _negative_curvature(H, ~held)
-            if d is None:
+            left, evaluations = _leave_saddle(fun_grad_hess, fun, x, f, g, H, ~held, lower, upper)
+            n_fev += evaluations
+            if left is None:
                 return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
-            d = -d if g @ d > 0 else d  # a saddle: leave it along its steepest way down (never uphill)
-            found = _descend(fun, x, f, d, lower, upper)
-            n_fev += found[2]
-            if found[0] is None:  # the curvature is there but no step along it lowers f: a flat saddle
-                return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
-            x = found[0]
-            f, g, H = fun_grad_hess(x)
-            n_fev += 1
+            x, f, g, H = left
             continue
         step, accepted = 1.0, False
         while step > 1e-14:
