@@ -35,7 +35,6 @@ from bayescmoe.fit.multistart import (
     resolve_starts,
     true_start,
 )
-from bayescmoe.fit.optimize import newton_box
 from bayescmoe.fit.optimum import _result
 from bayescmoe.fit.partitioned import SAMPLE, PartitionedLikelihood, is_partitioned
 from bayescmoe.fit.problem import (
@@ -271,7 +270,7 @@ def _fit_partitioned(spec: Spec, X, y, options: _Options, f0_mean, f0_scale) -> 
     prior = None if options.method == "mle" else _LogPrior(spec, options.priors)
     problem = _Problem(lik, prior)
     lower, upper = spec.bounds_arrays()
-    best = newton_box(problem.fgh, problem.f, theta0, lower, upper, maxiter=options.maxiter)
+    best = problem.minimize(theta0, lower, upper, options.maxiter)
     return _result(spec, options.method, problem, best, start, n_starts, t0, rows=False)
 
 

@@ -5,10 +5,12 @@ The contaminated MoE has a few dozen parameters and a cheap exact Hessian
 converges quadratically near an interior optimum.  Far from it the Hessian may be
 indefinite: its eigenvalues are replaced by their absolute values, floored at a
 small fraction of the largest (a "saddle-free" Newton step, which always points
-downhill).  Bounds are handled as in Bertsekas (1982), *Projected Newton methods
-for optimization problems with simple constraints*: variables at a bound whose
-gradient pushes outwards are held fixed, the Newton step is taken in the others,
-and an Armijo backtracking search runs along the projected path.
+downhill), and shortened in a trust region when it is too long to be believed.
+Bounds are handled as in Bertsekas (1982), *Projected Newton methods for
+optimization problems with simple constraints*: variables at a bound whose
+gradient pushes outwards are held fixed, the step is taken in the others and
+projected on the box, and accepted on Armijo's sufficient decrease.  Many starts
+at once (:func:`newton_box_many`, for screening) take halved Newton steps.
 
 Internal machinery of the estimators (not re-exported by ``bayescmoe``).
 """
@@ -118,6 +120,100 @@ def _leave_saddle(fun_grad_hess, fun, x, f, g, H, free, lower, upper):
     return (x_new, *fun_grad_hess(x_new)), evaluations + 1
 
 
+class _Quadratic:
+    """The saddle-free quadratic model ``g's + s'|H|s / 2`` on the free variables: ``|H|`` the free block of the
+    Hessian with its eigenvalues in absolute value, floored at ``floor`` times the largest."""
+
+    def __init__(self, g, H, free, floor):
+        self.g, self.free = g, free
+        self.w, self.V = np.ones(0), np.zeros((0, 0))
+        if free.any():
+            w, self.V = np.linalg.eigh(H[np.ix_(free, free)])
+            self.w = np.maximum(np.abs(w), max(floor * np.abs(w).max(), 1e-300))
+        self.coef = self.V.T @ g[free]
+
+    def step(self, mu: float = 0.0) -> np.ndarray:
+        """``-(|H| + mu I)^-1 g`` on the free variables (zero on the held ones); ``mu = 0``: the Newton step."""
+        out = np.zeros_like(self.g)
+        out[self.free] = -self.V @ (self.coef / (self.w + mu))
+        return out
+
+    def length(self, mu: float = 0.0) -> float:
+        return float(np.sqrt(np.sum((self.coef / (self.w + mu)) ** 2)))
+
+    def within(self, radius: float) -> tuple[np.ndarray, float]:
+        """The Newton step if it is no longer than ``radius``, else the damped step with the least ``mu`` that
+        brings it within (bisection: the length falls as mu grows); and its length."""
+        if self.length() <= radius:
+            return self.step(), self.length()
+        low, high = 0.0, float(np.sqrt(self.coef @ self.coef)) / radius  # at high the length is below radius
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if self.length(mid) > radius else (low, mid)
+        return self.step(high), self.length(high)
+
+    def predicted(self, step: np.ndarray) -> float:
+        """The decrease the model predicts for ``step``."""
+        c = self.V.T @ step[self.free]
+        return -(float(self.g @ step) + 0.5 * float(c @ (self.w * c)))
+
+
+def _new_radius(radius, length, actual, predicted, resolvable):
+    """The trust radius after an accepted step: a quarter of the step when the model predicted the decrease
+    poorly (ratio below 1/4), twice the radius when it predicted it well (above 3/4) at the full radius; unchanged
+    when the predicted decrease is below what floating point resolves in f (the ratio is then rounding, and
+    shrinking on it would stall a walk along a flat valley)."""
+    if predicted <= resolvable:
+        return radius
+    ratio = actual / predicted
+    if ratio < 0.25:
+        return length / 4.0
+    if ratio > 0.75 and length >= 0.99 * radius:
+        return 2.0 * radius
+    return radius
+
+
+def _armijo(fun, x, f, g, d, lower, upper):
+    """The first of ``x + t d`` (t = 1, 1/2, ..., 1e-14, projected on the box) with Armijo's sufficient decrease;
+    ``(None, evaluations)`` if none."""
+    step, n = 1.0, 0
+    while step > 1e-14:
+        x_new = np.clip(x + step * d, lower, upper)
+        f_new = fun(x_new)
+        n += 1
+        if np.isfinite(f_new) and f_new <= f + 1e-4 * float(g @ (x_new - x)):
+            return x_new, n
+        step *= 0.5
+    return None, n
+
+
+def _trust_step(fun, x, f, g, model, radius, lower, upper):
+    """One step in the trust region: ``(x_new or None, radius, evaluations)``.  A refused trial (no Armijo
+    decrease) shrinks the radius to a quarter of its length; an accepted one sets the radius by
+    :func:`_new_radius`.  A step the radius cut short to a decrease f cannot resolve is no progress: then, or when
+    no trial is accepted down to 1e-14 of the Newton step, the full Newton step is halved instead (along a flat
+    valley, the direction of the walk)."""
+    newton, n = model.length(), 0
+    resolvable = 1e3 * np.finfo(float).eps * max(1.0, abs(f))
+    while True:
+        step, length = model.within(radius)
+        x_new = np.clip(x + step, lower, upper)
+        f_new = fun(x_new)
+        n += 1
+        if np.isfinite(f_new) and f_new <= f + 1e-4 * float(g @ (x_new - x)):
+            break
+        radius = length / 4.0
+        if radius <= 1e-14 * newton:
+            x_new = None
+            break
+    if x_new is not None:
+        predicted = model.predicted(x_new - x)
+        if length >= newton or predicted > resolvable:
+            return x_new, _new_radius(radius, length, f - f_new, predicted, resolvable), n
+    x_new, more = _armijo(fun, x, f, g, model.step(), lower, upper)
+    return x_new, radius, n + more
+
+
 def newton_box(
     fun_grad_hess: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]],
     fun: Callable[[np.ndarray], float],
@@ -127,16 +223,26 @@ def newton_box(
     *,
     maxiter: int = 200,
     tol: float = 1e-13,
+    atol: float = 0.0,
     eig_floor: float = 1e-10,
 ) -> OptimizeResult:
-    """Minimise ``fun`` over the box ``[lower, upper]`` by projected Newton steps.
+    """Minimise ``fun`` over the box ``[lower, upper]`` by projected Newton steps in a trust region.
+
+    Each iteration takes the saddle-free Newton step on the free variables if it lies within the trust radius,
+    else the least-damped step ``-(|H| + mu I)^-1 g`` that does (``mu`` by bisection), accepted on Armijo's
+    sufficient decrease.  The radius is kept between iterations: a quarter of the step after a refused or poorly
+    predicted one, doubled after a well-predicted full-length one, left alone when the predicted decrease is
+    below what f resolves.  Halving the step instead (a line search) shortens every component alike, so a
+    direction of near-zero curvature, along which the saddle-free step is enormous, costs many halvings and then
+    steps that barely move the rest; when the trust region finds no resolvable decrease the Newton step is
+    halved all the same (see :func:`_trust_step`).
 
     Parameters
     ----------
     fun_grad_hess : callable
         ``x -> (f, grad, Hessian)``.
     fun : callable
-        ``x -> f``, used by the line search (cheaper than ``fun_grad_hess``).
+        ``x -> f``, used to try steps (cheaper than ``fun_grad_hess``).
     x0 : ndarray
         Start, inside the box.
     tol : float
@@ -148,8 +254,13 @@ def newton_box(
         and the predicted one is below what floating point resolves in ``f``
         (``1e3 * eps * max(1, |f|)``).  The relative scale matters when one
         observation makes ``|f|`` huge (a response of 1e6 gives ``|f| ~ 1e6``): an
-        absolute threshold then lies below the rounding of ``f``, and Armijo steps that
+        absolute threshold then lies below the rounding of ``f``, and steps that
         change nothing would be accepted until ``maxiter``.
+    atol : float
+        Convergence also when the decrement is below ``atol`` at two successive iterations.  Near a regular
+        optimum the decrement falls quadratically, so the second of them is already at ``tol``'s precision; along
+        a flat valley (an unidentified direction, such as two identical prompts) it falls only linearly, and
+        the walk ends when what is left to gain is below ``atol``.  0 (the default): only ``tol``.
     eig_floor : float
         Relative floor for the Hessian's eigenvalues.
 
@@ -166,28 +277,24 @@ def newton_box(
     if not np.isfinite(f):
         return OptimizeResult(x, f, g, H, Status.NOT_FINITE, 0, n_fev)
     width = upper - lower
+    radius, small_before = np.inf, False
     for it in range(1, maxiter + 1):
         eps = np.minimum(1e-10 * width, np.abs(x - np.clip(x - g, lower, upper)))
         held = ((x <= lower + eps) & (g > 0)) | ((x >= upper - eps) & (g < 0))
-        d = _newton_direction(g, H, ~held, eig_floor)
-        decrement = -float(g @ d) / 2.0
-        if decrement <= tol * max(1.0, abs(f)):
+        model = _Quadratic(g, H, ~held, eig_floor)
+        decrement = -float(g @ model.step()) / 2.0
+        small, stalled = decrement <= atol, decrement <= atol and small_before
+        small_before = small
+        if decrement <= tol * max(1.0, abs(f)) or stalled:
             left, evaluations = _leave_saddle(fun_grad_hess, fun, x, f, g, H, ~held, lower, upper)
             n_fev += evaluations
             if left is None:
                 return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
             x, f, g, H = left
             continue
-        step, accepted = 1.0, False
-        while step > 1e-14:
-            x_new = np.clip(x + step * d, lower, upper)
-            f_new = fun(x_new)
-            n_fev += 1
-            if np.isfinite(f_new) and f_new <= f + 1e-4 * float(g @ (x_new - x)):
-                accepted = True
-                break
-            step *= 0.5
-        if not accepted:
+        x_new, radius, evaluations = _trust_step(fun, x, f, g, model, radius, lower, upper)
+        n_fev += evaluations
+        if x_new is None:
             # no decrease found: rounding, if the predicted decrease is below what f can resolve
             resolvable = 1e3 * np.finfo(float).eps * max(1.0, abs(f))
             status = Status.CONVERGED if decrement <= resolvable else Status.LINE_SEARCH

@@ -47,6 +47,14 @@ class _LogPrior:
         return float(lp), g, h
 
 
+#: Along a flat valley (an unidentified direction: two identical prompts, a gate growing toward its bound) the
+#: Newton decrement falls only linearly; a fit ends there when two successive iterations predict less than this
+#: gain in the log-likelihood of all its rows (nats): far below any likelihood-ratio test's, BIC's or the
+#: sampling's scale.  Near a regular optimum the decrement falls quadratically and the second of the two is at
+#: full precision (:func:`~bayescmoe.fit.optimize.newton_box`'s ``atol``).
+STALL_NATS = 1e-6
+
+
 @dataclass
 class _Problem:
     """The negative mean log-posterior (or log-likelihood) of one dataset, for the optimiser."""
@@ -61,6 +69,11 @@ class _Problem:
             v, g, h = v + lp, g + gp, h + hp
         n = self.lik.n
         return -v / n, -g / n, -h / n
+
+    def minimize(self, start, lower, upper, maxiter: int) -> OptimizeResult:
+        """:func:`~bayescmoe.fit.optimize.newton_box` from ``start``, a flat valley's walk ended at
+        :data:`STALL_NATS`."""
+        return newton_box(self.fgh, self.f, start, lower, upper, maxiter=maxiter, atol=STALL_NATS / self.lik.n)
 
     def f(self, theta):
         v = self.lik.value(theta) + (self.prior(theta)[0] if self.prior is not None else 0.0)
@@ -85,7 +98,7 @@ class _Problem:
 
 def _run(problem: _Problem, starts, spec: Spec, maxiter: int) -> list[OptimizeResult]:
     lower, upper = spec.bounds_arrays()
-    return [newton_box(problem.fgh, problem.f, s, lower, upper, maxiter=maxiter) for s in starts]
+    return [problem.minimize(s, lower, upper, maxiter) for s in starts]
 
 
 @cache
