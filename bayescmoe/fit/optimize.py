@@ -257,10 +257,11 @@ def newton_box(
         absolute threshold then lies below the rounding of ``f``, and steps that
         change nothing would be accepted until ``maxiter``.
     atol : float
-        Convergence also when the decrement is below ``atol`` at two successive iterations.  Near a regular
-        optimum the decrement falls quadratically, so the second of them is already at ``tol``'s precision; along
-        a flat valley (an unidentified direction, such as two identical prompts) it falls only linearly, and
-        the walk ends when what is left to gain is below ``atol``.  0 (the default): only ``tol``.
+        Convergence also when the decrement is below ``atol`` at two successive iterations: along a flat valley
+        (an unidentified direction, such as two identical prompts) the decrement falls only linearly, and the
+        walk ends when what is left to gain is of the order of ``atol``.  Near a regular optimum it usually
+        falls quadratically and the second of the two is at ``tol``'s precision, but a damped approach can end
+        earlier, with ``f`` within about ``atol`` of its minimum.  0 (the default): only ``tol``.
     eig_floor : float
         Relative floor for the Hessian's eigenvalues.
 

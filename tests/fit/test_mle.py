@@ -211,6 +211,30 @@ def test_newton_box_on_rosenbrock_with_and_without_an_active_bound():
     ).x
     assert boxed.converged
     np.testing.assert_allclose(boxed.x, [a, 0.5], atol=1e-7)
+    # atol bounds what is left to gain (f* = 0 here), not the distance: the walk may end before quadratic convergence
+    stalled = newton_box(fgh, lambda x: fgh(x)[0], np.array([-1.2, 1.0]), np.full(2, -5.0), np.full(2, 5.0), atol=1e-6)
+    assert stalled.converged and 0 <= stalled.fun <= 1e-6
+
+
+def test_newton_box_ends_a_linearly_converging_walk_at_atol():
+    """f = x^4 has a degenerate minimum at 0: Newton's step is x / 3, so x falls by 2/3 an iteration and the
+    decrement g^2 / (2 f'') = (2/3) x^4 only linearly.  With atol the walk ends at the second iteration whose
+    decrement is below it; without, it needs x^4 below 1.5 tol."""
+    from bayescmoe.fit.optimize import newton_box
+
+    def fgh(x):
+        return float(x[0] ** 4), np.array([4 * x[0] ** 3]), np.array([[12 * x[0] ** 2]])
+
+    box = (np.array([-5.0]), np.array([5.0]))
+    plain = newton_box(fgh, lambda x: fgh(x)[0], np.array([1.0]), *box, maxiter=12)
+    assert plain.status.name == "MAX_ITER"
+    np.testing.assert_allclose(plain.x, [(2 / 3) ** 12], rtol=1e-12)
+    ended = newton_box(fgh, lambda x: fgh(x)[0], np.array([1.0]), *box, maxiter=12, atol=1e-6)
+    assert ended.converged
+    # iterates (2/3)^k; the first k with (2/3)^(4k+1) <= 1e-6 is 9, and the walk ends one iteration later
+    k = next(k for k in range(30) if (2 / 3) * (2 / 3) ** (4 * k) <= 1e-6) + 1
+    assert ended.n_iter == k
+    np.testing.assert_allclose(ended.x, [(2 / 3) ** k], rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["softmax_eta_merging", "constant_gaussian_linear"])
