@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -340,6 +339,8 @@ def diagnose(idata: xr.DataTree) -> Diagnostics:
     Thresholds: R-hat at most 1.01 and ESS at least 100 per chain (Vehtari, Gelman, Simpson,
     Carpenter and Buerkner 2021), no divergent transition.  R-hat needs two chains or more.
     """
+    import arviz as az  # here, not at the top: importing it (plots and all) takes seconds that a fit never needs
+
     post = idata.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     fixed = json.loads(post.attrs.get("fixed", "{}"))
