@@ -31,7 +31,7 @@ class Status(Enum):
 
     CONVERGED = "converged"
     MAX_ITER = "maximum number of iterations reached"
-    LINE_SEARCH = "line search could not decrease the objective"
+    LINE_SEARCH = "no step could decrease the objective"
     NOT_FINITE = "objective not finite at the start"
 
 
@@ -192,8 +192,11 @@ def _trust_step(fun, x, f, g, model, radius, lower, upper):
     decrease) shrinks the radius to a quarter of its length; an accepted one sets the radius by
     :func:`_new_radius`.  A step the radius cut short to a decrease f cannot resolve is no progress: then, or when
     no trial is accepted down to 1e-14 of the Newton step, the full Newton step is halved instead (along a flat
-    valley, the direction of the walk)."""
+    valley, the direction of the walk), and the radius becomes the length of the step taken.  A gradient or
+    Hessian that is not finite gives no step: ``(None, radius, 0)``."""
     newton, n = model.length(), 0
+    if not np.isfinite(newton):  # NaN or inf in g or H: every trial length would be NaN, and the loop endless
+        return None, radius, 0
     resolvable = 1e3 * np.finfo(float).eps * max(1.0, abs(f))
     while True:
         step, length = model.within(radius)
@@ -211,6 +214,8 @@ def _trust_step(fun, x, f, g, model, radius, lower, upper):
         if length >= newton or predicted > resolvable:
             return x_new, _new_radius(radius, length, f - f_new, predicted, resolvable), n
     x_new, more = _armijo(fun, x, f, g, model.step(), lower, upper)
+    if x_new is not None:  # the radius the refused trials left (down to 1e-14 of the step) would refuse the next
+        radius = float(np.linalg.norm(x_new - x))
     return x_new, radius, n + more
 
 
@@ -292,6 +297,7 @@ def newton_box(
             if left is None:
                 return OptimizeResult(x, f, g, H, Status.CONVERGED, it - 1, n_fev)
             x, f, g, H = left
+            small_before = False  # the walk from the saddle's way down needs two small decrements of its own
             continue
         x_new, radius, evaluations = _trust_step(fun, x, f, g, model, radius, lower, upper)
         n_fev += evaluations
@@ -317,10 +323,11 @@ def newton_box_many(
     tol: float = 1e-13,
     eig_floor: float = 1e-10,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`newton_box`'s steps from every row of ``X0`` (S, p) at once, for a fixed number of ``iterations``:
-    the same projected, saddle-free Newton direction and Armijo backtracking, with the objective evaluated for
-    all starts in one call (``fun_grad_hess(X)`` returns (S,), (S, p), (S, p, p); ``fun(X)`` (S,)).  A start
-    stops early where it has converged or its line search fails.  Returns the end points (S, p) and their
+    """Projected, saddle-free Newton steps from every row of ``X0`` (S, p) at once, for a fixed number of
+    ``iterations``: :func:`newton_box`'s direction, shortened by halving (Armijo backtracking) instead of a trust
+    region and without its saddle escape or ``atol``, with the objective evaluated for all starts in one call
+    (``fun_grad_hess(X)`` returns (S,), (S, p), (S, p, p); ``fun(X)`` (S,)).  A start stops early where it has
+    converged or its line search fails.  Returns the end points (S, p) and their
     objectives (S,).  For screening many starts: their ranking, not their convergence, is the point.
 
     >>> q = lambda X: (((X - 3) ** 2).sum(1), 2 * (X - 3), np.tile(2 * np.eye(2), (len(X), 1, 1)))

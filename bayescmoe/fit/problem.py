@@ -49,9 +49,10 @@ class _LogPrior:
 
 #: Along a flat valley (an unidentified direction: two identical prompts, a gate growing toward its bound) the
 #: Newton decrement falls only linearly; a fit ends there when two successive iterations predict less than this
-#: gain in the log-likelihood of all its rows (nats): far below any likelihood-ratio test's, BIC's or the
-#: sampling's scale (near a regular optimum, a distance of at most sqrt(2e-6) = 1.4e-3 standard errors in the
-#: metric of the observed information; :func:`~bayescmoe.fit.optimize.newton_box`'s ``atol``).
+#: gain in the log-likelihood (a MAP: the log-posterior) of all its rows (nats): far below any likelihood-ratio
+#: test's, BIC's or the sampling's scale (near a regular optimum, a distance of at most sqrt(2e-6) = 1.4e-3
+#: standard errors in the metric of the observed information; :func:`~bayescmoe.fit.optimize.newton_box`'s
+#: ``atol``).  Above about 1e7 rows the relative ``tol`` of newton_box is the looser of the two and ends such a walk.
 STALL_NATS = 1e-6
 
 

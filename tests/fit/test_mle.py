@@ -237,6 +237,55 @@ def test_newton_box_ends_a_linearly_converging_walk_at_atol():
     np.testing.assert_allclose(ended.x, [(2 / 3) ** k], rtol=1e-12)
 
 
+def test_newton_box_walks_on_from_a_saddle_before_atol_ends_it():
+    """f = a^2 + 1e-8 (b^2 - 1)^2 has a saddle at the start (0, 0), whose decrement is 0: the method leaves it
+    downhill along b, and the walk from there needs two small decrements of its own before atol ends it (it used to
+    end at the first, the saddle's counting as the other)."""
+    from bayescmoe.fit.optimize import newton_box
+
+    def fgh(x):
+        a, b = x
+        return (float(a * a + 1e-8 * (b * b - 1) ** 2), np.array([2 * a, 4e-8 * b * (b * b - 1)]),
+                np.array([[2.0, 0.0], [0.0, 4e-8 * (3 * b * b - 1)]]))  # fmt: skip
+
+    ended = newton_box(fgh, lambda x: fgh(x)[0], np.zeros(2), np.full(2, -5.0), np.full(2, 5.0), atol=1e-6)
+    assert ended.converged and ended.n_iter >= 2
+    assert abs(ended.x[1]) > 0.5 and ended.fun <= 1e-6  # off the saddle (f = 1e-8 there), within atol of f* = 0
+
+
+def test_newton_box_stops_on_a_gradient_that_is_not_finite():
+    """A finite f with a NaN gradient (or an infinite Hessian) gives no step: the fit ends, it does not loop."""
+    from bayescmoe.fit.optimize import newton_box
+
+    calls = {"n": 0}
+
+    def fun(x):
+        calls["n"] += 1
+        if calls["n"] > 1000:
+            raise RuntimeError("newton_box keeps trying steps on a NaN gradient")
+        return float(x @ x)
+
+    for g, h in ((np.array([np.nan, 1.0]), np.eye(2)), (np.ones(2), np.diag([np.inf, 1.0]))):
+        calls["n"] = 0
+        result = newton_box(lambda x, g=g, h=h: (fun(x), g, h), fun, np.ones(2), np.full(2, -5.0), np.full(2, 5.0))
+        assert result.status.name == "LINE_SEARCH" and calls["n"] < 10
+
+
+def test_a_trust_step_that_falls_back_to_the_newton_step_takes_its_length_as_radius():
+    """f = 1e10 + x^2 / 2 from x = 1: a radius of 1e-3 predicts a decrease of 1e-3, below what f resolves (1e3 eps
+    1e10 = 2.2e-3), so the full Newton step to 0 is taken; the radius is then that step's length, 1, not the
+    1e-3 that would cut the next step short again."""
+    from bayescmoe.fit.optimize import _Quadratic, _trust_step
+
+    def f(x):
+        return 1e10 + 0.5 * float(x @ x)
+
+    x = np.ones(1)
+    model = _Quadratic(x.copy(), np.eye(1), np.ones(1, bool), 1e-10)
+    x_new, radius, _ = _trust_step(f, x, f(x), x.copy(), model, 1e-3, np.full(1, -5.0), np.full(1, 5.0))
+    assert x_new.tolist() == [0.0] and radius == 1.0
+
+
 @pytest.mark.parametrize("name", ["softmax_eta_merging", "constant_gaussian_linear"])
 def test_multistart_finds_an_optimum_at_least_as_good_as_starting_at_the_truth(name):
     # multistart does not know the truth; starting at the truth is the oracle a simulation allows
