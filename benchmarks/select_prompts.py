@@ -168,6 +168,11 @@ def main():
     print(table(merged(rows, extra)))
 
 
+def stored_rows() -> list[dict]:
+    """Every stored dataset's row, with the held-out choices of ``--heldout-only`` merged in (what the table shows)."""
+    return merged(stored(OUT), stored(HELDOUT))
+
+
 def stored(path: Path) -> list[dict]:
     """The datasets' results stored so far (one JSON object a line)."""
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
