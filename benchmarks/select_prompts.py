@@ -99,18 +99,16 @@ def one(task):
     return row | {"warnings": len(caught)}
 
 
+def key(row: dict) -> tuple[int, int, int]:
+    """Which dataset a stored row is of: (K*, n, replication)."""
+    return row["k_true"], row["n"], row["rep"]
+
+
 def merged(rows, heldout_rows) -> list[dict]:
     """The datasets' rows with the held-out choices of ``--heldout-only`` added to the rows that lack one."""
-    extra = {(r["k_true"], r["n"], r["rep"]): r for r in heldout_rows}
-    out = []
-    for r in rows:
-        more = extra.get((r["k_true"], r["n"], r["rep"]))
-        out.append(
-            r | {k: more[k] for k in ("heldout", "bic_compare", "seconds_compare")}
-            if more and "heldout" not in r
-            else r
-        )
-    return out
+    extra = {key(r): r for r in heldout_rows}
+    fields = ("heldout", "bic_compare", "seconds_compare")
+    return [r if "heldout" in r or key(r) not in extra else r | {k: extra[key(r)][k] for k in fields} for r in rows]
 
 
 def table(rows) -> str:
@@ -146,16 +144,16 @@ def main():
                         help="compare_prompts alone on the stored datasets that lack its held-out score")  # fmt: skip
     parser.add_argument("--table", action="store_true", help="print the table of what is stored and stop")
     args = parser.parse_args()
-    rows, extra = stored(OUT), stored(HELDOUT)
+    rows, extra = stored(OUT), stored(HELDOUT)  # stored_rows() merges the two; the tasks need each alone
     if args.heldout_only:
         ns = [int(v) for v in args.ns.split(",")]
-        have = {(r["k_true"], r["n"], r["rep"]) for r in merged(rows, extra) if "heldout" in r}
-        stored_data = {(r["k_true"], r["n"], r["rep"]) for r in rows}
+        have = {key(r) for r in merged(rows, extra) if "heldout" in r}
+        stored_data = {key(r) for r in rows}
         tasks = [(k, n, rep) for rep in range(args.reps) for n in ns for k in (1, 2, 3)
                  if (k, n, rep) in stored_data and (k, n, rep) not in have]  # fmt: skip
         extra += run_resumable(HELDOUT, heldout_only, tasks, args.workers, lambda r: f"held-out {r['heldout']}")
     elif not args.table:
-        done = {(r["k_true"], r["n"], r["rep"]) for r in rows}
+        done = {key(r) for r in rows}
         ns = [int(v) for v in args.ns.split(",")]
         tasks = [
             (k, n, rep, rep < args.heldout_reps)
