@@ -28,6 +28,12 @@ SHORT, SCREEN = 5, 2000
 ROUNDS = 3
 #: Rounds of split-and-merge moves from the best optimum of a multistart with several prompts.
 SPLIT_MERGE = 3
+#: A coarse-to-fine level's walk ends when two successive Newton decrements predict less than this gain over the
+#: level's rows (nats).  The level's optimum is itself an estimate of the next level's, off by about p/2 nats of
+#: the level's log-likelihood (the chi-square's mean, p the parameters); walking closer than a nat buys nothing.
+#: Measured (benchmarks/levels.py; benchmarks/RESULTS.md, "Coarse-to-fine levels"): K = 3 at n = 1e5, six seeds,
+#: 5.8 -> 3.9 s in all at the same optima (the slowest seed 2.3 -> 0.8 s); K = 2 unchanged (2.1 -> 2.0 s).
+LEVEL_NATS = 1.0
 
 
 def random_starts(spec: Spec, y: np.ndarray, n_starts: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -148,12 +154,13 @@ def _split_merge(spec: Spec, data: Data, problem: _Problem, best, spike, rng, ma
 
 def _coarse_to_fine(spec, data: Data, prior, starts, size, rng, maxiter, keep: int = 0) -> list[np.ndarray]:
     """Run the starts on nested random subsamples of ``size``, ``4 size``, ... rows (while a
-    level has under half the rows), keeping the best ``POLISH`` at each level, and the last ``keep`` starts
-    (given ones) whatever their rank; returns the starts for the full data, each close to its optimum."""
+    level has under half the rows), each walk ended at :data:`LEVEL_NATS`, keeping the best ``POLISH`` at each
+    level, and the last ``keep`` starts (given ones) whatever their rank; returns the starts for the full data, each
+    close to its optimum."""
     order = rng.permutation(len(data.y))
     while 2 * size < len(data.y):
         level = _Problem(data.rows(order[:size]).likelihood(spec), prior)
-        results = _run(level, starts, spec, maxiter)
+        results = _run(level, starts, spec, maxiter, LEVEL_NATS)
         kept = [r.x for r in results[len(results) - keep :]] if keep else []
         ranked = sorted(results[: len(results) - keep], key=lambda r: r.fun if np.isfinite(r.fun) else np.inf)
         starts = [r.x for r in ranked[:POLISH]] + kept

@@ -71,10 +71,10 @@ class _Problem:
         n = self.lik.n
         return -v / n, -g / n, -h / n
 
-    def minimize(self, start, lower, upper, maxiter: int) -> OptimizeResult:
-        """:func:`~bayescmoe.fit.optimize.newton_box` from ``start``, a flat valley's walk ended at
-        :data:`STALL_NATS`."""
-        return newton_box(self.fgh, self.f, start, lower, upper, maxiter=maxiter, atol=STALL_NATS / self.lik.n)
+    def minimize(self, start, lower, upper, maxiter: int, nats: float = STALL_NATS) -> OptimizeResult:
+        """:func:`~bayescmoe.fit.optimize.newton_box` from ``start``, the walk ended when two successive Newton
+        decrements predict less than ``nats`` over all the rows (:data:`STALL_NATS`: a flat valley's end)."""
+        return newton_box(self.fgh, self.f, start, lower, upper, maxiter=maxiter, atol=nats / self.lik.n)
 
     def f(self, theta):
         v = self.lik.value(theta) + (self.prior(theta)[0] if self.prior is not None else 0.0)
@@ -97,9 +97,9 @@ class _Problem:
         return -v / self.lik.n
 
 
-def _run(problem: _Problem, starts, spec: Spec, maxiter: int) -> list[OptimizeResult]:
+def _run(problem: _Problem, starts, spec: Spec, maxiter: int, nats: float = STALL_NATS) -> list[OptimizeResult]:
     lower, upper = spec.bounds_arrays()
-    return [problem.minimize(s, lower, upper, maxiter) for s in starts]
+    return [problem.minimize(s, lower, upper, maxiter, nats) for s in starts]
 
 
 @cache
