@@ -42,19 +42,22 @@ def main(argv=None) -> int:
         X, y, _ = bc.simulate(spec, args.n, seed=seed)
         start = start_point(spec, args.n, seed=seed)
         row = {"seed": seed}
-        for name, nats in rules.items():
-            multistart.LEVEL_NATS = nats
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                fit = bc.fit_mle(spec, X, y, init=start)
-                times = []
-                for _ in range(2):
-                    time.sleep(PAUSE)
-                    t0 = time.perf_counter()
+        order = list(rules) if seed % 2 == 0 else list(rules)[::-1]  # neither rule always runs first
+        try:
+            for name in order:
+                multistart.LEVEL_NATS = rules[name]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     fit = bc.fit_mle(spec, X, y, init=start)
-                    times.append(time.perf_counter() - t0)
-            row[name] = {"nats": nats, "seconds": min(times), "loglik": fit.loglik, "n_iter": fit.n_iter}
-        multistart.LEVEL_NATS = rules["LEVEL_NATS"]
+                    times = []
+                    for _ in range(2):
+                        time.sleep(PAUSE)
+                        t0 = time.perf_counter()
+                        fit = bc.fit_mle(spec, X, y, init=start)
+                        times.append(time.perf_counter() - t0)
+                row[name] = {"nats": rules[name], "seconds": min(times), "loglik": fit.loglik, "n_iter": fit.n_iter}
+        finally:
+            multistart.LEVEL_NATS = rules["LEVEL_NATS"]
         rows.append(row)
         print(f"seed {seed}: " + ", ".join(f"{k} {row[k]['seconds']:.3f} s (loglik {row[k]['loglik']:.6f})"
                                            for k in rules), flush=True)  # fmt: skip

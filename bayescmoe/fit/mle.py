@@ -113,8 +113,9 @@ def fit_mle(
     maxiter : int
         Newton iterations per start.
     subsample : int or None
-        With more than twice this many rows, every start is first run to convergence
-        on a random subsample of ``subsample`` rows, the best ``POLISH`` (3) results on
+        With more than twice this many rows, every start is first run on a random
+        subsample of ``subsample`` rows until two successive Newton steps predict less
+        than ``LEVEL_NATS`` (1 nat) over its rows, the best ``POLISH`` (3) results on
         a nested subsample four times larger, and so on while a level holds under half
         the rows; the survivors are then run to convergence on all rows, which only see
         a few Newton steps from a point close to their optimum.  ``None``: optimise on

@@ -30,9 +30,10 @@ ROUNDS = 3
 SPLIT_MERGE = 3
 #: A coarse-to-fine level's walk ends when two successive Newton decrements predict less than this gain over the
 #: level's rows (nats).  The level's optimum is itself an estimate of the next level's, off by about p/2 nats of
-#: the level's log-likelihood (the chi-square's mean, p the parameters); walking closer than a nat buys nothing.
-#: Measured (benchmarks/levels.py; benchmarks/RESULTS.md, "Coarse-to-fine levels"): K = 3 at n = 1e5, six seeds,
-#: 5.8 -> 3.9 s in all at the same optima (the slowest seed 2.3 -> 0.8 s); K = 2 unchanged (2.1 -> 2.0 s).
+#: the level's log-likelihood (the chi-square's mean, p the parameters); predicted gains under a nat buy nothing.
+#: Measured (benchmarks/levels.py; benchmarks/RESULTS.md, "Coarse-to-fine levels"): K = 3 at n = 1e5 from one
+#: start, six seeds, 6.4 -> 4.0 s in all at the same optima (to 1e-8 nats; the slowest seed 2.9 -> 0.9 s); K = 2
+#: about unchanged (2.0 -> 1.8 s).
 LEVEL_NATS = 1.0
 
 
