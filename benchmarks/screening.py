@@ -21,29 +21,24 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from optima import estimator  # noqa: E402
+
+DATA = HERE.parent / "tests" / "data"
 VARIANTS = {"default": {}, "polish10": {"POLISH": 10}, "rounds4": {"ROUNDS": 4}, "rounds5": {"ROUNDS": 5},
             "short15": {"SHORT": 15}, "every": {"POLISH": 10**9}}  # fmt: skip
 
 
-class _Stored:
-    """The frozen model's predictions come as f0_mean."""
-
-    def predict(self, X):
-        raise AssertionError("f0_mean is given")
-
-
 def fit_cell(cell, values):
-    import bayescmoe as bc
-
+    """The cell's default fit (benchmarks/optima.py's estimator, the frozen model's stored predictions)."""
     X, y = values[:, : cell["d"]], values[:, cell["d"]]
-    kwargs, fit_kwargs = {"prompts": cell["K"], "random_state": 0}, {}
-    if cell["kind"] == "frozen":
-        kwargs |= {"pretrained": _Stored(), "scale": cell["scale"]}
-        fit_kwargs = {"f0_mean": values[:, cell["d"] + 1]}
+    frozen = cell["kind"] == "frozen"
+    mean0, scale = (values[:, cell["d"] + 1], cell["scale"]) if frozen else (None, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return bc.ContaminatedMoE(**kwargs).fit(X, y, **fit_kwargs).fit_
+        return estimator(cell["kind"], cell["K"], mean0, scale).fit(X, y).fit_
 
 
 def main(argv=None) -> int:
