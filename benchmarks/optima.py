@@ -264,7 +264,7 @@ def score(row):
 
 def table(rows):
     head = (f"{'dataset':<10} {'kind':<6} {'K':>1} {'n':>6} {'default':>13} {'500 random':>13} {'flexmix':>13} "
-            f"{'NUTS max':>13} {'rel. gap':>9} {'time':>6} {'before':>13} {'time':>6} {'ratio':>5}")  # fmt: skip
+            f"{'NUTS max':>13} {'seeds 1..N':>13} {'rel. gap':>9} {'time':>6} {'before':>13} {'time':>6} {'ratio':>5}")  # fmt: skip
     lines = [head]
     fmt = lambda v: f"{v:13.3f}" if v is not None else f"{'-':>13}"  # noqa: E731
     for r in rows:
@@ -273,7 +273,8 @@ def table(rows):
         ratio = r["default"]["seconds"] / before["seconds"] if before else None
         lines.append(
             f"{r['dataset']:<10} {r['kind']:<6} {r['K']:>1} {r['n']:>6} {fmt(r['default']['loglik'])} "
-            f"{fmt(r['random500']['loglik'])} {fmt(flex)} {fmt(r['nuts']['loglik'])} {r['relative_gap']:9.1e} "
+            f"{fmt(r['random500']['loglik'])} {fmt(flex)} {fmt(r['nuts']['loglik'])} "
+            f"{fmt((r.get('seeds') or {}).get('loglik'))} {r['relative_gap']:9.1e} "
             f"{r['default']['seconds']:6.2f} {fmt(before.get('loglik'))} "
             f"{before.get('seconds', float('nan')):6.2f} {ratio if ratio is not None else float('nan'):5.2f}"
         )
@@ -337,9 +338,9 @@ def main() -> None:
                             continue
                         row = done[(name, kind, K)]
                         row = refresh_default(row) if args.refresh_default else row
-                        row = other_seeds(row, args.seeds) if args.seeds else row
                     else:
                         row = run_cell(name, kind, K, args.before)
+                    row = other_seeds(row, args.seeds) if args.seeds else row
                     done[(name, kind, K)] = row
                     stored["cells"] = list(done.values())
                     OUT.write_text(json.dumps(stored, indent=1))
