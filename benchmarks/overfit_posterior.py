@@ -30,14 +30,12 @@ except ImportError:  # pragma: no cover - imported as benchmarks.overfit_posteri
 
 OUT = Path(__file__).resolve().parent / "results" / "overfit_posterior.jsonl"
 TRUTHS = (1, 2, 3)
+CS = (0.5, 1.0, 2.0)
 
 
 def k_max(k_true: int) -> int:
     """The largest model fitted to a truth with k_true prompts: one prompt too many, and at least 3."""
     return max(3, k_true + 1)
-
-
-CS = (0.5, 1.0, 2.0)
 
 
 def one(task):
